@@ -1,0 +1,241 @@
+//! The configuration tree. Every default lives in exactly one `impl Default` below;
+//! `velox.example.toml` at the repository root documents each key.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{ByteSize, Duration};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub limits: Limits,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: where the proxy listens and keeps its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Plain listeners (HTTP/1.1 and h2c).
+    pub listen: Vec<SocketAddr>,
+    /// TLS listeners, `[[server.tls]]`.
+    pub tls: Vec<TlsListenerConfig>,
+    /// Cache and state directory; relative paths are resolved against the config file's directory.
+    pub data_dir: PathBuf,
+    /// How long in-flight requests may drain after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Pseudonym written into the `Via` header.
+    pub via: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: Vec::new(),
+            tls: Vec::new(),
+            data_dir: PathBuf::from("./velox-data"),
+            shutdown_grace: Duration::from_secs(10),
+            via: "velox".to_string(),
+        }
+    }
+}
+
+/// `[[server.tls]]`: one TLS listener; SNI picks among its certificates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// `[[server.tls.certificates]]`: a PEM certificate chain and its PEM private key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[admin]`: the admin API, metrics and dashboard listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `None` (written `listen = false` in TOML) disables the admin listener.
+    #[serde(with = "admin_listen")]
+    pub listen: Option<SocketAddr>,
+    /// Bearer token required by mutating endpoints; `None` means they always refuse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9090))),
+            token: None,
+        }
+    }
+}
+
+/// `[limits]`: protection of the downstream side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// Time allowed to receive a whole request head (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Largest request head: request line plus header fields.
+    pub max_header_bytes: ByteSize,
+    /// Largest request body; 0 means unlimited.
+    pub max_body_bytes: ByteSize,
+    /// Keep-alive idle timeout for downstream connections.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: ByteSize::kib(64),
+            max_body_bytes: ByteSize::gib(1),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[[upstreams]]`: a named group of origin servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `http://host:port` or `https://host[:port]`, no path or query.
+    #[serde(with = "uri_list")]
+    pub servers: Vec<http::Uri>,
+    /// Host header sent upstream; `None` preserves the client's Host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+    /// Extra PEM CA certificates trusted for https servers, besides the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    /// Lifetime of an idle pooled connection.
+    pub idle_timeout: Duration,
+    pub max_idle_per_server: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            name: String::new(),
+            servers: Vec::new(),
+            host_header: None,
+            ca_file: None,
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_server: 256,
+        }
+    }
+}
+
+/// `[[routes]]`: host + path prefix -> upstream; the first matching route wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Exact `example.com` or wildcard `*.example.com`; `None` matches any host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub upstream: String,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        RouteConfig {
+            host: None,
+            path_prefix: "/".to_string(),
+            upstream: String::new(),
+        }
+    }
+}
+
+/// TOML has no null, so a disabled admin listener is written `listen = false`.
+mod admin_listen {
+    use std::fmt;
+    use std::net::SocketAddr;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_bool(false),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Option<SocketAddr>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address like \"127.0.0.1:9090\", or false to disable")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                if v {
+                    Err(E::custom(
+                        "listen = true is not an address; give \"ip:port\" or false",
+                    ))
+                } else {
+                    Ok(None)
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                v.parse()
+                    .map(Some)
+                    .map_err(|e| E::custom(format!("invalid socket address {v:?}: {e}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `http::Uri` has no serde support; (de)serialize it as its string form.
+mod uri_list {
+    use serde::de::Error as _;
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[http::Uri], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for uri in v {
+            // Print "http://host:port" as written, not with the "/" that Uri's Display adds.
+            let text = match (uri.scheme_str(), uri.authority(), uri.path(), uri.query()) {
+                (Some(scheme), Some(authority), "/", None) => format!("{scheme}://{authority}"),
+                _ => uri.to_string(),
+            };
+            seq.serialize_element(&text)?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<http::Uri>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|s| {
+                s.parse::<http::Uri>()
+                    .map_err(|e| D::Error::custom(format!("invalid URI {s:?}: {e}")))
+            })
+            .collect()
+    }
+}

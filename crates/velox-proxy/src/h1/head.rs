@@ -1,0 +1,347 @@
+//! Parsing a request head and deciding its framing (RFC 9112 §2-§6). Pure: bytes in, decision out.
+
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+
+/// More fields than this and the head is refused with 431, whatever its size.
+const MAX_HEADERS: usize = 128;
+
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// The client asked to keep the connection open after this exchange.
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    /// `Connection: upgrade` with an `Upgrade` field: a candidate for tunnelling.
+    pub upgrade: bool,
+}
+
+/// How the request body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadError {
+    TooLarge,
+    Malformed(&'static str),
+    NotImplemented(&'static str),
+}
+
+impl HeadError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::Malformed(_) => StatusCode::BAD_REQUEST,
+            HeadError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+
+    /// The stable `X-Velox-Error` value.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HeadError::TooLarge => "request-header-too-large",
+            HeadError::Malformed(_) => "malformed-request",
+            HeadError::NotImplemented(_) => "not-implemented",
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HeadError::TooLarge => "request header section too large",
+            HeadError::Malformed(why) | HeadError::NotImplemented(why) => why,
+        }
+    }
+}
+
+/// Parses one request head from the start of `buf`.
+/// `Ok(None)`: incomplete, read more. `Ok(Some((head, n)))`: the head took `n` bytes.
+pub fn parse(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => return Err(HeadError::Malformed("unsupported HTTP version")),
+        Err(_) => return Err(HeadError::Malformed("malformed request head")),
+    };
+    if len > max_bytes {
+        return Err(HeadError::TooLarge);
+    }
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+        .map_err(|_| HeadError::Malformed("invalid method"))?;
+    let version = match req.version {
+        Some(1) => Version::HTTP_11,
+        _ => Version::HTTP_10,
+    };
+    let target = req.path.unwrap_or_default();
+    let uri = parse_target(&method, target)?;
+
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for field in req.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("invalid header field name"))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| HeadError::Malformed("invalid header field value"))?;
+        headers.append(name, value);
+    }
+
+    let framing = framing(&headers, version)?;
+    check_host(&headers, version)?;
+    let connection = ConnectionTokens::of(&headers);
+    let keep_alive = match version {
+        Version::HTTP_11 => !connection.close,
+        _ => connection.keep_alive && !connection.close,
+    };
+    let upgrade =
+        version == Version::HTTP_11 && connection.upgrade && headers.contains_key(UPGRADE);
+    let expect_continue = version == Version::HTTP_11
+        && headers
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    Ok(Some((
+        RequestHead {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+            upgrade,
+        },
+        len,
+    )))
+}
+
+/// Request target forms of RFC 9112 §3.2; CONNECT's authority form is refused by the caller.
+fn parse_target(method: &Method, target: &str) -> Result<Uri, HeadError> {
+    let bad = HeadError::Malformed("invalid request target");
+    if target == "*" {
+        return if method == Method::OPTIONS {
+            Uri::try_from(target).map_err(|_| bad)
+        } else {
+            Err(bad)
+        };
+    }
+    let uri = Uri::try_from(target).map_err(|_| bad.clone())?;
+    let origin_form = target.starts_with('/');
+    let absolute_form = uri.scheme().is_some() && uri.authority().is_some();
+    let authority_form = *method == Method::CONNECT && uri.authority().is_some();
+    if origin_form || absolute_form || authority_form {
+        Ok(uri)
+    } else {
+        Err(bad)
+    }
+}
+
+/// RFC 9112 §6.1-§6.3, strictly: anything ambiguous is refused, because an ambiguity
+/// between two parsers is exactly what request smuggling exploits.
+fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter().peekable();
+    if codings.peek().is_some() {
+        if headers.contains_key(CONTENT_LENGTH) {
+            return Err(HeadError::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        if version != Version::HTTP_11 {
+            return Err(HeadError::Malformed("Transfer-Encoding in HTTP/1.0"));
+        }
+        let mut list = Vec::new();
+        for value in codings {
+            let text = value
+                .to_str()
+                .map_err(|_| HeadError::Malformed("invalid Transfer-Encoding"))?;
+            list.extend(text.split(',').map(|c| c.trim().to_ascii_lowercase()));
+        }
+        return match list.as_slice() {
+            [only] if only == "chunked" => Ok(Framing::Chunked),
+            [.., last] if last == "chunked" => {
+                Err(HeadError::NotImplemented("transfer coding not supported"))
+            }
+            _ => Err(HeadError::Malformed("Transfer-Encoding must end in chunked")),
+        };
+    }
+    let mut length: Option<u64> = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        let text = value
+            .to_str()
+            .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
+        for part in text.split(',') {
+            let part = part.trim();
+            if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HeadError::Malformed("invalid Content-Length"));
+            }
+            let n: u64 = part
+                .parse()
+                .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
+            if length.is_some_and(|seen| seen != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        None | Some(0) => Framing::None,
+        Some(n) => Framing::Length(n),
+    })
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one valid Host.
+fn check_host(headers: &HeaderMap, version: Version) -> Result<(), HeadError> {
+    let mut hosts = headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if version == Version::HTTP_11 => Err(HeadError::Malformed("missing Host")),
+        (None, _) => Ok(()),
+        (Some(_), Some(_)) => Err(HeadError::Malformed("more than one Host")),
+        (Some(host), None) if host.is_empty() => Ok(()),
+        (Some(host), None) => http::uri::Authority::try_from(host.as_bytes())
+            .map(|_| ())
+            .map_err(|_| HeadError::Malformed("invalid Host")),
+    }
+}
+
+/// The tokens of the Connection field that matter to the server itself.
+#[derive(Default)]
+struct ConnectionTokens {
+    close: bool,
+    keep_alive: bool,
+    upgrade: bool,
+}
+
+impl ConnectionTokens {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut tokens = ConnectionTokens::default();
+        for value in headers.get_all(CONNECTION) {
+            for token in value.to_str().unwrap_or("").split(',') {
+                let token = token.trim();
+                tokens.close |= token.eq_ignore_ascii_case("close");
+                tokens.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+                tokens.upgrade |= token.eq_ignore_ascii_case("upgrade");
+            }
+        }
+        tokens
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> RequestHead {
+        parse(raw.as_bytes(), 65536).expect("valid").expect("complete").0
+    }
+
+    fn err(raw: &str) -> HeadError {
+        parse(raw.as_bytes(), 65536).expect_err("must be refused")
+    }
+
+    #[test]
+    fn simple_get_keeps_alive_by_default_in_http11() {
+        let head = ok("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.uri, "/a?b=1");
+        assert!(head.keep_alive);
+        assert_eq!(head.framing, Framing::None);
+    }
+
+    #[test]
+    fn http10_closes_unless_keep_alive_asked() {
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn partial_head_asks_for_more() {
+        assert!(parse(b"GET / HTTP/1.1\r\nHost:", 1024).unwrap().is_none());
+    }
+
+    #[test]
+    fn oversized_head_is_431() {
+        let raw = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n", "a".repeat(2000));
+        assert_eq!(parse(raw.as_bytes(), 1024).unwrap_err(), HeadError::TooLarge);
+        let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+        assert_eq!(err(&raw).status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused_rfc9112_6_1() {
+        let both = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(err(both).status(), StatusCode::BAD_REQUEST);
+        let conflicting = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+        assert_eq!(err(conflicting).status(), StatusCode::BAD_REQUEST);
+        let not_last = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
+        assert_eq!(err(not_last).status(), StatusCode::BAD_REQUEST);
+        let signed = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n";
+        assert_eq!(err(signed).status(), StatusCode::BAD_REQUEST);
+        let te10 = "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(err(te10).status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn repeated_equal_content_length_is_accepted() {
+        let head = ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n");
+        assert_eq!(head.framing, Framing::Length(5));
+    }
+
+    #[test]
+    fn chunked_and_other_codings() {
+        let head = ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(head.framing, Framing::Chunked);
+        let gz = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert_eq!(err(gz).status(), StatusCode::NOT_IMPLEMENTED);
+    }
+
+    #[test]
+    fn host_rules_rfc9112_3_2() {
+        assert_eq!(err("GET / HTTP/1.1\r\n\r\n").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(err("GET / HTTP/1.1\r\nHost: a b\r\n\r\n").status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn malformed_request_lines_are_400() {
+        for raw in [
+            "GARBAGE\r\n\r\n",
+            "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET relative HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/3.0\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
+        ] {
+            assert_eq!(err(raw).status(), StatusCode::BAD_REQUEST, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn upgrade_and_expect() {
+        let head = ok("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert!(head.upgrade);
+        let head = ok("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+        assert!(head.expect_continue);
+        assert_eq!(head.framing, Framing::Length(3));
+    }
+
+    #[test]
+    fn absolute_form_target_is_accepted() {
+        let head = ok("GET http://example.com/x HTTP/1.1\r\nHost: other\r\n\r\n");
+        assert_eq!(head.uri.host(), Some("example.com"));
+    }
+}

@@ -1,0 +1,144 @@
+//! The request path: route, forward to the upstream, hand the response back.
+//! Later stages (guard, cache lookup, transforms) slot in here, in this order.
+
+use crate::body::{self, Body};
+use crate::errors::{error_response, CACHE_STATUS, CACHE_STATUS_BYPASS};
+use crate::forward;
+use crate::handler::{ConnInfo, Handler};
+use crate::transport::OnUpgrade;
+use crate::upstream::Upstream;
+use arc_swap::ArcSwap;
+use http::header::{CONNECTION, HOST, UPGRADE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use std::sync::Arc;
+use velox_config::Config;
+
+/// Everything a request needs that a reload replaces at once.
+pub struct Runtime {
+    pub config: Config,
+    upstreams: Vec<Arc<Upstream>>,
+    /// For each route, the index of its upstream.
+    route_upstream: Vec<usize>,
+}
+
+impl Runtime {
+    pub fn build(config: Config) -> anyhow::Result<Runtime> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u).map(Arc::new))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let route_upstream = config
+            .routes
+            .iter()
+            .map(|route| {
+                upstreams
+                    .iter()
+                    .position(|u| u.name == route.upstream)
+                    .ok_or_else(|| anyhow::anyhow!("no upstream named {:?}", route.upstream))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Runtime {
+            config,
+            upstreams,
+            route_upstream,
+        })
+    }
+}
+
+pub struct Proxy {
+    runtime: ArcSwap<Runtime>,
+}
+
+impl Proxy {
+    pub fn new(runtime: Runtime) -> Self {
+        Proxy {
+            runtime: ArcSwap::from_pointee(runtime),
+        }
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Swaps in a new runtime; requests in flight finish on the old one.
+    pub fn replace(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+}
+
+/// The host a request is for: the target's authority if absolute-form or h2, else `Host`.
+fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
+}
+
+impl Handler for Proxy {
+    async fn handle(&self, req: Request<Body>, conn: ConnInfo) -> Response<Body> {
+        let runtime = self.runtime();
+        let host = request_host(req.uri(), req.headers());
+        let Some(route) = runtime.config.match_route(host, req.uri().path()) else {
+            return error_response(StatusCode::NOT_FOUND, "no-route", "no route matches this host and path");
+        };
+        let upstream = &runtime.upstreams[runtime.route_upstream[route]];
+        let mut response = forward_to(upstream, req, conn, &runtime.config.server.via).await;
+        response
+            .headers_mut()
+            .insert(CACHE_STATUS, HeaderValue::from_static(CACHE_STATUS_BYPASS));
+        response
+    }
+}
+
+async fn forward_to(upstream: &Upstream, req: Request<Body>, conn: ConnInfo, via: &str) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let host = request_host(&parts.uri, &parts.headers).and_then(|h| HeaderValue::from_str(h).ok());
+    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let protocol = client_upgrade
+        .as_ref()
+        .and_then(|_| parts.headers.get(UPGRADE).cloned());
+    let received = parts.version;
+
+    let headers = &mut parts.headers;
+    forward::strip_hop_by_hop(headers);
+    forward::add_forwarded(headers, conn.peer.ip(), conn.tls, host.as_ref());
+    forward::add_via(headers, received, via);
+    if let Some(protocol) = &protocol {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, protocol.clone());
+    }
+    // Host is preserved unless the upstream rewrites it; h2 requests carry it as :authority.
+    if let Some(host) = upstream.host_header.clone().or(host) {
+        headers.insert(HOST, host);
+    }
+    parts.version = Version::HTTP_11;
+
+    let mut response = match upstream.send(Request::from_parts(parts, body)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
+            return error_response(e.status(), e.code(), &e.to_string());
+        }
+    };
+
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    match (switching, client_upgrade) {
+        (true, Some(client)) => {
+            let origin = hyper::upgrade::on(&mut response);
+            crate::tunnel::spawn(client, origin);
+            let upgrade = response.headers().get(UPGRADE).cloned();
+            forward::strip_hop_by_hop(response.headers_mut());
+            if let Some(upgrade) = upgrade {
+                response.headers_mut().insert(UPGRADE, upgrade);
+                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            }
+        }
+        (true, None) => {
+            return error_response(StatusCode::BAD_GATEWAY, "upstream-unexpected-upgrade", "the origin switched protocols unasked");
+        }
+        (false, _) => forward::strip_hop_by_hop(response.headers_mut()),
+    }
+    let version = response.version();
+    forward::add_via(response.headers_mut(), version, via);
+    response.map(body::boxed)
+}

@@ -1,0 +1,216 @@
+//! A running Velox node: its listeners, the proxy, reload and graceful shutdown.
+
+use crate::handler::ConnSettings;
+use crate::listener::{self, ConnLimits, ConnTracker, Shared};
+use crate::proxy::{Proxy, Runtime};
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{watch, Mutex, Semaphore};
+use velox_config::Config;
+
+/// Where the configuration came from, so that a reload can read it again.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// Built from command-line flags: a reload re-applies it unchanged.
+    Fixed(Box<Config>),
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> anyhow::Result<Config> {
+        match self {
+            ConfigSource::File(path) => load_config_file(path),
+            ConfigSource::Fixed(config) => Ok((**config).clone()),
+        }
+    }
+}
+
+/// Loads a config file; `VELOX_ADMIN_TOKEN` supplies the admin token when the file has none.
+pub fn load_config_file(path: &std::path::Path) -> anyhow::Result<Config> {
+    let mut config = velox_config::load(path)?;
+    if config.admin.token.is_none() {
+        config.admin.token = std::env::var("VELOX_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    }
+    Ok(config)
+}
+
+struct RunningListener {
+    /// The configured address (may have port 0); the key for keeping sockets across reloads.
+    configured: SocketAddr,
+    local: SocketAddr,
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    stop: watch::Sender<bool>,
+}
+
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Mutex<Vec<RunningListener>>,
+    drain: watch::Sender<bool>,
+    source: ConfigSource,
+    admin_addr: Option<SocketAddr>,
+}
+
+fn conn_limits(config: &Config) -> ConnLimits {
+    let limits = &config.limits;
+    ConnLimits {
+        settings: Arc::new(ConnSettings {
+            header_read_timeout: limits.header_read_timeout.get(),
+            idle_timeout: limits.idle_timeout.get(),
+            max_header_bytes: usize::try_from(limits.max_header_bytes.bytes()).unwrap_or(usize::MAX),
+            max_body_bytes: limits.max_body_bytes.bytes(),
+        }),
+        slots: Arc::new(Semaphore::new(limits.max_connections)),
+    }
+}
+
+/// Every listener a config asks for, with its TLS config built (so a bad certificate fails early).
+fn wanted_listeners(config: &Config) -> anyhow::Result<Vec<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>> {
+    let mut wanted: Vec<_> = config.server.listen.iter().map(|addr| (*addr, None)).collect();
+    for (i, tls) in config.server.tls.iter().enumerate() {
+        let server_config = crate::tls::server_config(tls).with_context(|| format!("server.tls[{i}]"))?;
+        wanted.push((tls.listen, Some(server_config)));
+    }
+    Ok(wanted)
+}
+
+impl Server {
+    /// Binds every listener and starts serving. Fails without side effects on a bad config.
+    pub async fn start(source: ConfigSource) -> anyhow::Result<Arc<Server>> {
+        let config = source.load()?;
+        std::fs::create_dir_all(&config.server.data_dir)
+            .with_context(|| format!("creating data_dir {}", config.server.data_dir.display()))?;
+        let wanted = wanted_listeners(&config)?;
+        let admin_listener = match config.admin.listen {
+            Some(addr) => Some(listener::bind(addr).with_context(|| format!("binding admin listener {addr}"))?),
+            None => None,
+        };
+        let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let limits = conn_limits(&config);
+        let runtime = Runtime::build(config)?;
+        let (drain, drain_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            proxy: Arc::new(Proxy::new(runtime)),
+            conns: Arc::new(ConnTracker::default()),
+            limits: ArcSwap::from_pointee(limits),
+            drain: drain_rx,
+        });
+        let server = Arc::new(Server {
+            shared,
+            listeners: Mutex::new(Vec::new()),
+            drain,
+            source,
+            admin_addr,
+        });
+        let mut bound = Vec::new();
+        for (addr, tls) in wanted {
+            let socket = listener::bind(addr).with_context(|| format!("binding listener {addr}"))?;
+            bound.push((addr, socket, tls));
+        }
+        let mut listeners = server.listeners.lock().await;
+        for (addr, socket, tls) in bound {
+            listeners.push(server.spawn_listener(addr, socket, tls.map(|c| Arc::new(ArcSwap::new(c)))));
+        }
+        drop(listeners);
+        if let Some(admin) = admin_listener {
+            tokio::spawn(crate::admin::serve(admin, server.clone()));
+        }
+        Ok(server)
+    }
+
+    fn spawn_listener(
+        &self,
+        configured: SocketAddr,
+        socket: tokio::net::TcpListener,
+        tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    ) -> RunningListener {
+        let local = socket.local_addr().unwrap_or(configured);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("listening on {scheme}://{local}");
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(listener::accept_loop(socket, tls.clone(), self.shared.clone(), stop_rx));
+        RunningListener {
+            configured,
+            local,
+            tls,
+            stop,
+        }
+    }
+
+    pub fn proxy(&self) -> &Proxy {
+        &self.shared.proxy
+    }
+
+    /// Addresses actually bound, plain and TLS, in config order.
+    pub async fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.lock().await.iter().map(|l| l.local).collect()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    /// Re-reads the configuration source and applies it atomically; on any error the old one stays.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let config = self.source.load()?;
+        let mut listeners = self.listeners.lock().await;
+        let wanted = wanted_listeners(&config)?;
+        let runtime = Runtime::build(config.clone())?;
+        if config.admin.listen.is_some() && config.admin.listen != self.admin_addr {
+            tracing::warn!("admin.listen changed: the admin listener moves only on restart");
+        }
+        // Bind what is new before touching anything, so a failure changes nothing.
+        let mut fresh = Vec::new();
+        for (addr, tls) in &wanted {
+            let kept = listeners
+                .iter()
+                .any(|l| l.configured == *addr && l.tls.is_some() == tls.is_some());
+            if !kept {
+                let socket = listener::bind(*addr).with_context(|| format!("binding listener {addr}"))?;
+                fresh.push((*addr, socket, tls.clone()));
+            }
+        }
+        self.shared.proxy.replace(runtime);
+        self.shared.limits.store(Arc::new(conn_limits(&config)));
+        listeners.retain(|running| {
+            let still = wanted.iter().find(|(addr, tls)| running.configured == *addr && running.tls.is_some() == tls.is_some());
+            match (still, &running.tls) {
+                (Some((_, Some(new_tls))), Some(current)) => {
+                    current.store(new_tls.clone());
+                    true
+                }
+                (Some(_), _) => true,
+                (None, _) => {
+                    tracing::info!("closing listener {}", running.local);
+                    let _ = running.stop.send(true);
+                    false
+                }
+            }
+        });
+        for (addr, socket, tls) in fresh {
+            listeners.push(self.spawn_listener(addr, socket, tls.map(|c| Arc::new(ArcSwap::new(c)))));
+        }
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Stops accepting, lets requests in flight finish within the grace period, then returns.
+    pub async fn shutdown(&self) {
+        for running in self.listeners.lock().await.drain(..) {
+            let _ = running.stop.send(true);
+        }
+        let _ = self.drain.send(true);
+        let grace = self.shared.proxy.runtime().config.server.shutdown_grace.get();
+        let active = self.shared.conns.active();
+        tracing::info!(active, ?grace, "draining connections");
+        if tokio::time::timeout(grace, self.shared.conns.wait_idle()).await.is_err() {
+            tracing::warn!(left = self.shared.conns.active(), "grace period over; closing remaining connections");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The command line (a stable contract: see docs and DESIGN.md).
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "velox",
+    version,
+    about = "Velox: a self-hosted edge node — shared HTTP cache, reverse proxy and load balancer in one binary.",
+    after_help = "Examples:\n  velox demo                                    # demo site behind Velox on http://127.0.0.1:8080\n  velox serve --origin http://127.0.0.1:3000    # put Velox in front of an origin, no config file\n  velox serve --config velox.toml\n  velox check --config velox.toml               # validate and print the effective config"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an edge node, from a config file or from flags.
+    #[command(after_help = "Examples:\n  velox serve --config velox.toml\n  velox serve --origin http://127.0.0.1:3000 --listen 0.0.0.0:8080 --admin 127.0.0.1:9090\n  VELOX_ADMIN_TOKEN=secret velox serve --origin https://example.org")]
+    Serve(ServeArgs),
+    /// Validate a config file; print the effective config, or each error with its field path (exit 2).
+    #[command(after_help = "Example:\n  velox check --config velox.example.toml")]
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the built-in demo site with a Velox node in front of it; Ctrl-C stops both.
+    #[command(after_help = "Example:\n  velox demo --listen 127.0.0.1:8080 --origin-listen 127.0.0.1:8081 --admin 127.0.0.1:9090")]
+    Demo {
+        /// Where the edge listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the demo origin listens.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        origin_listen: SocketAddr,
+        /// Where the admin API listens.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
+    /// Run only the demo origin (no edge): the fixture for tests and benchmarks.
+    #[command(after_help = "Example:\n  velox origin --listen 127.0.0.1:3000")]
+    Origin {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML config file (see velox.example.toml).
+    #[arg(long, short, conflicts_with_all = ["origin", "listen", "admin", "data_dir"], required_unless_present = "origin")]
+    pub config: Option<PathBuf>,
+    /// The origin to put Velox in front of, e.g. http://127.0.0.1:3000.
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, requires = "origin")]
+    pub listen: Option<SocketAddr>,
+    /// Admin API address [default: 127.0.0.1:9090].
+    #[arg(long, requires = "origin")]
+    pub admin: Option<SocketAddr>,
+    /// Token for the mutating admin endpoints; without one they stay disabled.
+    #[arg(long, env = "VELOX_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Where the cache and state live [default: ./velox-data].
+    #[arg(long, requires = "origin")]
+    pub data_dir: Option<PathBuf>,
+}

@@ -1,0 +1,188 @@
+//! What each command does: start, wait for signals, stop.
+
+use crate::cli::{Cli, Command, ServeArgs};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+use velox_config::Config;
+use velox_proxy::{ConfigSource, Server};
+
+/// Exit status for configuration errors, as documented for `velox check`.
+const EXIT_CONFIG: u8 = 2;
+
+pub fn main(cli: Cli) -> ExitCode {
+    if let Command::Check { config } = &cli.command {
+        return check(config);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Demo {
+                listen,
+                origin_listen,
+                admin,
+            } => demo(listen, origin_listen, admin).await,
+            Command::Origin { listen } => origin(listen).await,
+            Command::Check { .. } => unreachable!("handled above"),
+        }
+    })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match velox_config::load(path) {
+        Ok(config) => {
+            print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: invalid configuration:\n{e}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn source_for(args: ServeArgs) -> Result<ConfigSource, String> {
+    match (args.config, args.origin) {
+        (Some(path), _) => {
+            // Validate now so a bad file fails with its field paths and exit status 2.
+            velox_proxy::load_config_file(&path).map_err(|e| format!("{}: invalid configuration:\n{e:#}", path.display()))?;
+            Ok(ConfigSource::File(path))
+        }
+        (None, Some(origin)) => Config::for_origin(&origin, args.listen, args.admin, args.admin_token, args.data_dir)
+            .map(|config| ConfigSource::Fixed(Box::new(config)))
+            .map_err(|e| format!("invalid arguments:\n{e}")),
+        (None, None) => Err("give --config FILE or --origin URL".into()),
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let source = match source_for(args) {
+        Ok(source) => source,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let server = match Server::start(source).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    run_until_stopped(server, None).await
+}
+
+async fn demo(listen: std::net::SocketAddr, origin_listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> ExitCode {
+    let origin_socket = match tokio::net::TcpListener::bind(origin_listen).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!("error: binding demo origin {origin_listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (stop_origin, origin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let origin_task = tokio::spawn(velox_demo::serve(origin_socket, async {
+        let _ = origin_stopped.await;
+    }));
+    let data_dir = std::env::temp_dir().join("velox-demo");
+    let config = match Config::for_origin(&format!("http://{origin_listen}"), Some(listen), Some(admin), None, Some(data_dir)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let server = match Server::start(ConfigSource::Fixed(Box::new(config))).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("Velox demo is running.");
+    println!("  edge:   http://{listen}/   <- open this");
+    println!("  origin: http://{origin_listen}/   (the unoptimised site, direct)");
+    println!("  admin:  http://{admin}/healthz");
+    println!("Press Ctrl-C to stop.");
+    let code = run_until_stopped(server, Some(stop_origin)).await;
+    let _ = origin_task.await;
+    code
+}
+
+async fn origin(listen: std::net::SocketAddr) -> ExitCode {
+    let socket = match tokio::net::TcpListener::bind(listen).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!("error: binding {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("demo origin listening on http://{listen}");
+    let stopped = async {
+        let _ = wait_for_stop_signal().await;
+    };
+    match velox_demo::serve(socket, stopped).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_stop_signal() -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}
+
+/// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains and exits 0.
+async fn run_until_stopped(server: Arc<Server>, also_stop: Option<tokio::sync::oneshot::Sender<()>>) -> ExitCode {
+    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()));
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = signals else {
+        eprintln!("error: cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                if let Err(e) = server.reload().await {
+                    tracing::error!(error = format!("{e:#}"), "reload refused; keeping the running configuration");
+                }
+            }
+        }
+    }
+    tracing::info!("stopping: no new connections, draining requests in flight");
+    server.shutdown().await;
+    if let Some(stop) = also_stop {
+        let _ = stop.send(());
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Lets one process hold as many connections as the hard limit allows.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut limit = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

@@ -573,14 +573,3 @@ fn strip_port_handles_ipv6_and_dots() {
     assert_eq!(strip_port("[::1]"), "[::1]");
     assert_eq!(strip_port("example.com."), "example.com");
 }
-
-#[test]
-#[ignore = "prints the example's effective config: cargo test -p velox-config -- --ignored --nocapture"]
-fn print_example_effective_config() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../velox.example.toml");
-    println!("{}", load(&root).expect("loads").to_toml());
-    println!(
-        "{}",
-        parse(&MINIMAL.replace("token", "tokn"), base()).unwrap_err()
-    );
-}

@@ -126,6 +126,10 @@ pub fn parse(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize)
 /// Request target forms of RFC 9112 §3.2; CONNECT's authority form is refused by the caller.
 fn parse_target(method: &Method, target: &str) -> Result<Uri, HeadError> {
     let bad = HeadError::Malformed("invalid request target");
+    // RFC 3986 allows only visible ASCII; anything else must arrive percent-encoded.
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad);
+    }
     if target == "*" {
         return if method == Method::OPTIONS {
             Uri::try_from(target).map_err(|_| bad)

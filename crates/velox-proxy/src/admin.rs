@@ -36,12 +36,14 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>) {
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> AdminResponse {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     response
 }
 
@@ -52,34 +54,48 @@ fn json(status: StatusCode, value: serde_json::Value) -> AdminResponse {
 async fn route(req: Request<Incoming>, server: &Server) -> AdminResponse {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        (&Method::GET, "/readyz") if server.is_draining() => {
-            reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n".into())
-        }
+        (&Method::GET, "/readyz") if server.is_draining() => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "draining\n".into(),
+        ),
         (&Method::GET, "/readyz") => reply(StatusCode::OK, "text/plain", "ready\n".into()),
         (&Method::POST, "/api/reload") => {
-            if let Err(refusal) = authorize(&req, server) {
-                return refusal;
+            if let Err(why) = authorize(&req, server) {
+                return unauthorized(why);
             }
             match server.reload().await {
                 Ok(()) => json(StatusCode::OK, serde_json::json!({ "reloaded": true })),
                 Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "reload refused; keeping the running configuration");
-                    json(StatusCode::UNPROCESSABLE_ENTITY, serde_json::json!({ "reloaded": false, "error": format!("{e:#}") }))
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "reload refused; keeping the running configuration"
+                    );
+                    json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        serde_json::json!({ "reloaded": false, "error": format!("{e:#}") }),
+                    )
                 }
             }
         }
-        (_, "/healthz" | "/readyz" | "/api/reload") => {
-            json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({ "error": "method not allowed" }))
-        }
-        _ => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "not found" })),
+        (_, "/healthz" | "/readyz" | "/api/reload") => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({ "error": "method not allowed" }),
+        ),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": "not found" }),
+        ),
     }
 }
 
 /// Mutating endpoints need `Authorization: Bearer <token>`; without a configured token they stay disabled.
-fn authorize<B>(req: &Request<B>, server: &Server) -> Result<(), AdminResponse> {
+fn authorize<B>(req: &Request<B>, server: &Server) -> Result<(), &'static str> {
     let runtime = server.proxy().runtime();
     let Some(token) = runtime.config.admin.token.as_deref() else {
-        return Err(unauthorized("no admin token is configured, so mutating endpoints are disabled"));
+        return Err(unauthorized(
+            "no admin token is configured, so mutating endpoints are disabled",
+        ));
     };
     let presented = req
         .headers()
@@ -90,15 +106,19 @@ fn authorize<B>(req: &Request<B>, server: &Server) -> Result<(), AdminResponse> 
     if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
-        Err(unauthorized("missing or wrong bearer token"))
+        Err("missing or wrong bearer token")
     }
 }
 
 fn unauthorized(why: &str) -> AdminResponse {
-    let mut response = json(StatusCode::UNAUTHORIZED, serde_json::json!({ "error": why }));
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    let mut response = json(
+        StatusCode::UNAUTHORIZED,
+        serde_json::json!({ "error": why }),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
     response
 }
 

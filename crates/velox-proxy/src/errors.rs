@@ -19,7 +19,10 @@ pub fn error_response(status: StatusCode, code: &'static str, detail: &str) -> R
     let mut response = Response::new(body::full(text));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(X_VELOX_ERROR, HeaderValue::from_static(code));
     headers.insert(CACHE_STATUS, HeaderValue::from_static(CACHE_STATUS_BYPASS));

@@ -23,7 +23,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+    for name in [
+        CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
         headers.remove(name);
     }
 }
@@ -45,7 +53,12 @@ fn append_to_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 
 /// The `X-Forwarded-*` fields an origin behind Velox expects.
 /// Proto and Host describe this hop, so a client cannot forge them.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: Option<&HeaderValue>) {
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    tls: bool,
+    host: Option<&HeaderValue>,
+) {
     append_to_list(headers, X_FORWARDED_FOR, &client.to_string());
     let proto = if tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -78,7 +91,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
-            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
         }
         headers
     }
@@ -104,9 +120,17 @@ mod tests {
 
     #[test]
     fn forwarded_for_appends_and_proto_is_overwritten() {
-        let mut headers = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https")]);
+        let mut headers = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
         let host = HeaderValue::from_static("example.com");
-        add_forwarded(&mut headers, "10.0.0.1".parse().unwrap(), false, Some(&host));
+        add_forwarded(
+            &mut headers,
+            "10.0.0.1".parse().unwrap(),
+            false,
+            Some(&host),
+        );
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");

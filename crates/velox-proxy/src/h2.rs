@@ -9,8 +9,13 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-pub async fn serve<I, H>(io: I, handler: Arc<H>, conn: ConnInfo, settings: &ConnSettings, mut drain: watch::Receiver<bool>)
-where
+pub async fn serve<I, H>(
+    io: I,
+    handler: Arc<H>,
+    conn: ConnInfo,
+    settings: &ConnSettings,
+    mut drain: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {

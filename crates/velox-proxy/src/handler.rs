@@ -15,7 +15,11 @@ pub struct ConnInfo {
 
 /// Answers requests. Implemented by the proxy; protocol servers are generic over it.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request<Body>, conn: ConnInfo) -> impl Future<Output = Response<Body>> + Send;
+    fn handle(
+        &self,
+        req: Request<Body>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<Body>> + Send;
 }
 
 /// Per-connection limits, fixed when the connection is accepted.

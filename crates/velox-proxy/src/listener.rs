@@ -94,7 +94,9 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Ok(local) = stream.local_addr() else { continue };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let conn = ConnInfo {
             peer,
             local,
@@ -108,7 +110,14 @@ pub async fn accept_loop(
             }
             Some(tls) => {
                 let acceptor = TlsAcceptor::from(tls.load_full());
-                tokio::spawn(serve_tls(stream, acceptor, conn, settings, shared.clone(), held));
+                tokio::spawn(serve_tls(
+                    stream,
+                    acceptor,
+                    conn,
+                    settings,
+                    shared.clone(),
+                    held,
+                ));
             }
         }
     }
@@ -116,8 +125,21 @@ pub async fn accept_loop(
 
 type Held = (OwnedSemaphorePermit, crate::listener::ConnGuard);
 
-async fn serve_plain(stream: TcpStream, conn: ConnInfo, settings: Arc<ConnSettings>, shared: Arc<Shared>, _held: Held) {
-    crate::h1::serve(stream, shared.proxy.clone(), conn, settings, shared.drain.clone()).await;
+async fn serve_plain(
+    stream: TcpStream,
+    conn: ConnInfo,
+    settings: Arc<ConnSettings>,
+    shared: Arc<Shared>,
+    _held: Held,
+) {
+    crate::h1::serve(
+        stream,
+        shared.proxy.clone(),
+        conn,
+        settings,
+        shared.drain.clone(),
+    )
+    .await;
 }
 
 async fn serve_tls(
@@ -128,14 +150,15 @@ async fn serve_tls(
     shared: Arc<Shared>,
     _held: Held,
 ) {
-    let stream = match tokio::time::timeout(settings.header_read_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => return,
-    };
+    let stream =
+        match tokio::time::timeout(settings.header_read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
     let proxy = shared.proxy.clone();
     let drain = shared.drain.clone();
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {

@@ -79,7 +79,11 @@ impl Handler for Proxy {
         let runtime = self.runtime();
         let host = request_host(req.uri(), req.headers());
         let Some(route) = runtime.config.match_route(host, req.uri().path()) else {
-            return error_response(StatusCode::NOT_FOUND, "no-route", "no route matches this host and path");
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "no-route",
+                "no route matches this host and path",
+            );
         };
         let upstream = &runtime.upstreams[runtime.route_upstream[route]];
         let mut response = forward_to(upstream, req, conn, &runtime.config.server.via).await;
@@ -90,7 +94,12 @@ impl Handler for Proxy {
     }
 }
 
-async fn forward_to(upstream: &Upstream, req: Request<Body>, conn: ConnInfo, via: &str) -> Response<Body> {
+async fn forward_to(
+    upstream: &Upstream,
+    req: Request<Body>,
+    conn: ConnInfo,
+    via: &str,
+) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let host = request_host(&parts.uri, &parts.headers).and_then(|h| HeaderValue::from_str(h).ok());
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
@@ -130,11 +139,17 @@ async fn forward_to(upstream: &Upstream, req: Request<Body>, conn: ConnInfo, via
             forward::strip_hop_by_hop(response.headers_mut());
             if let Some(upgrade) = upgrade {
                 response.headers_mut().insert(UPGRADE, upgrade);
-                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             }
         }
         (true, None) => {
-            return error_response(StatusCode::BAD_GATEWAY, "upstream-unexpected-upgrade", "the origin switched protocols unasked");
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "upstream-unexpected-upgrade",
+                "the origin switched protocols unasked",
+            );
         }
         (false, _) => forward::strip_hop_by_hop(response.headers_mut()),
     }

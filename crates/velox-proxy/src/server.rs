@@ -32,7 +32,9 @@ impl ConfigSource {
 pub fn load_config_file(path: &std::path::Path) -> anyhow::Result<Config> {
     let mut config = velox_config::load(path)?;
     if config.admin.token.is_none() {
-        config.admin.token = std::env::var("VELOX_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty());
+        config.admin.token = std::env::var("VELOX_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty());
     }
     Ok(config)
 }
@@ -59,7 +61,8 @@ fn conn_limits(config: &Config) -> ConnLimits {
         settings: Arc::new(ConnSettings {
             header_read_timeout: limits.header_read_timeout.get(),
             idle_timeout: limits.idle_timeout.get(),
-            max_header_bytes: usize::try_from(limits.max_header_bytes.bytes()).unwrap_or(usize::MAX),
+            max_header_bytes: usize::try_from(limits.max_header_bytes.bytes())
+                .unwrap_or(usize::MAX),
             max_body_bytes: limits.max_body_bytes.bytes(),
         }),
         slots: Arc::new(Semaphore::new(limits.max_connections)),
@@ -67,10 +70,18 @@ fn conn_limits(config: &Config) -> ConnLimits {
 }
 
 /// Every listener a config asks for, with its TLS config built (so a bad certificate fails early).
-fn wanted_listeners(config: &Config) -> anyhow::Result<Vec<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>> {
-    let mut wanted: Vec<_> = config.server.listen.iter().map(|addr| (*addr, None)).collect();
+fn wanted_listeners(
+    config: &Config,
+) -> anyhow::Result<Vec<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>> {
+    let mut wanted: Vec<_> = config
+        .server
+        .listen
+        .iter()
+        .map(|addr| (*addr, None))
+        .collect();
     for (i, tls) in config.server.tls.iter().enumerate() {
-        let server_config = crate::tls::server_config(tls).with_context(|| format!("server.tls[{i}]"))?;
+        let server_config =
+            crate::tls::server_config(tls).with_context(|| format!("server.tls[{i}]"))?;
         wanted.push((tls.listen, Some(server_config)));
     }
     Ok(wanted)
@@ -84,7 +95,9 @@ impl Server {
             .with_context(|| format!("creating data_dir {}", config.server.data_dir.display()))?;
         let wanted = wanted_listeners(&config)?;
         let admin_listener = match config.admin.listen {
-            Some(addr) => Some(listener::bind(addr).with_context(|| format!("binding admin listener {addr}"))?),
+            Some(addr) => Some(
+                listener::bind(addr).with_context(|| format!("binding admin listener {addr}"))?,
+            ),
             None => None,
         };
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -106,12 +119,17 @@ impl Server {
         });
         let mut bound = Vec::new();
         for (addr, tls) in wanted {
-            let socket = listener::bind(addr).with_context(|| format!("binding listener {addr}"))?;
+            let socket =
+                listener::bind(addr).with_context(|| format!("binding listener {addr}"))?;
             bound.push((addr, socket, tls));
         }
         let mut listeners = server.listeners.lock().await;
         for (addr, socket, tls) in bound {
-            listeners.push(server.spawn_listener(addr, socket, tls.map(|c| Arc::new(ArcSwap::new(c)))));
+            listeners.push(server.spawn_listener(
+                addr,
+                socket,
+                tls.map(|c| Arc::new(ArcSwap::new(c))),
+            ));
         }
         drop(listeners);
         if let Some(admin) = admin_listener {
@@ -130,7 +148,12 @@ impl Server {
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!("listening on {scheme}://{local}");
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(listener::accept_loop(socket, tls.clone(), self.shared.clone(), stop_rx));
+        tokio::spawn(listener::accept_loop(
+            socket,
+            tls.clone(),
+            self.shared.clone(),
+            stop_rx,
+        ));
         RunningListener {
             configured,
             local,
@@ -145,7 +168,12 @@ impl Server {
 
     /// Addresses actually bound, plain and TLS, in config order.
     pub async fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.lock().await.iter().map(|l| l.local).collect()
+        self.listeners
+            .lock()
+            .await
+            .iter()
+            .map(|l| l.local)
+            .collect()
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -172,14 +200,17 @@ impl Server {
                 .iter()
                 .any(|l| l.configured == *addr && l.tls.is_some() == tls.is_some());
             if !kept {
-                let socket = listener::bind(*addr).with_context(|| format!("binding listener {addr}"))?;
+                let socket =
+                    listener::bind(*addr).with_context(|| format!("binding listener {addr}"))?;
                 fresh.push((*addr, socket, tls.clone()));
             }
         }
         self.shared.proxy.replace(runtime);
         self.shared.limits.store(Arc::new(conn_limits(&config)));
         listeners.retain(|running| {
-            let still = wanted.iter().find(|(addr, tls)| running.configured == *addr && running.tls.is_some() == tls.is_some());
+            let still = wanted.iter().find(|(addr, tls)| {
+                running.configured == *addr && running.tls.is_some() == tls.is_some()
+            });
             match (still, &running.tls) {
                 (Some((_, Some(new_tls))), Some(current)) => {
                     current.store(new_tls.clone());
@@ -194,7 +225,11 @@ impl Server {
             }
         });
         for (addr, socket, tls) in fresh {
-            listeners.push(self.spawn_listener(addr, socket, tls.map(|c| Arc::new(ArcSwap::new(c)))));
+            listeners.push(self.spawn_listener(
+                addr,
+                socket,
+                tls.map(|c| Arc::new(ArcSwap::new(c))),
+            ));
         }
         tracing::info!("configuration reloaded");
         Ok(())
@@ -206,11 +241,24 @@ impl Server {
             let _ = running.stop.send(true);
         }
         let _ = self.drain.send(true);
-        let grace = self.shared.proxy.runtime().config.server.shutdown_grace.get();
+        let grace = self
+            .shared
+            .proxy
+            .runtime()
+            .config
+            .server
+            .shutdown_grace
+            .get();
         let active = self.shared.conns.active();
         tracing::info!(active, ?grace, "draining connections");
-        if tokio::time::timeout(grace, self.shared.conns.wait_idle()).await.is_err() {
-            tracing::warn!(left = self.shared.conns.active(), "grace period over; closing remaining connections");
+        if tokio::time::timeout(grace, self.shared.conns.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.shared.conns.active(),
+                "grace period over; closing remaining connections"
+            );
         }
     }
 }

@@ -21,8 +21,12 @@ struct SniResolver {
 
 impl SniResolver {
     fn covers(certified: &CertifiedKey, name: &str) -> bool {
-        let Some(leaf) = certified.cert.first() else { return false };
-        let Ok(name) = ServerName::try_from(name) else { return false };
+        let Some(leaf) = certified.cert.first() else {
+            return false;
+        };
+        let Ok(name) = ServerName::try_from(name) else {
+            return false;
+        };
         webpki::EndEntityCert::try_from(leaf)
             .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
     }
@@ -38,12 +42,20 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-fn load_certified_key(entry: &CertificateConfig, provider: &rustls::crypto::CryptoProvider) -> anyhow::Result<CertifiedKey> {
+fn load_certified_key(
+    entry: &CertificateConfig,
+    provider: &rustls::crypto::CryptoProvider,
+) -> anyhow::Result<CertifiedKey> {
     let chain = load_certs(&entry.cert)?;
     let key = PrivateKeyDer::from_pem_file(&entry.key)
         .with_context(|| format!("reading private key {}", entry.key.display()))?;
-    let certified = CertifiedKey::from_der(chain, key, provider)
-        .with_context(|| format!("certificate {} and key {} do not match", entry.cert.display(), entry.key.display()))?;
+    let certified = CertifiedKey::from_der(chain, key, provider).with_context(|| {
+        format!(
+            "certificate {} and key {} do not match",
+            entry.cert.display(),
+            entry.key.display()
+        )
+    })?;
     Ok(certified)
 }
 

@@ -38,7 +38,9 @@ pub struct Upgraded {
 /// Request extension: resolves to the client's connection once the 101 has been written.
 /// (Extensions must be `Clone`; only the first taker gets the receiver.)
 #[derive(Clone)]
-pub struct OnUpgrade(std::sync::Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<Upgraded>>>>);
+pub struct OnUpgrade(
+    std::sync::Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<Upgraded>>>>,
+);
 
 impl OnUpgrade {
     pub fn new(receiver: tokio::sync::oneshot::Receiver<Upgraded>) -> Self {

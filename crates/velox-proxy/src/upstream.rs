@@ -38,7 +38,9 @@ pub enum UpstreamError {
 impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
-            UpstreamError::ConnectTimeout | UpstreamError::FirstByteTimeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::ConnectTimeout | UpstreamError::FirstByteTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             UpstreamError::Connect(_) | UpstreamError::Failed(_) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -91,10 +93,9 @@ impl Upstream {
             .iter()
             .map(|uri| {
                 let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-                let authority = uri
-                    .authority()
-                    .cloned()
-                    .ok_or_else(|| anyhow::anyhow!("upstream {} server {uri} has no host", config.name))?;
+                let authority = uri.authority().cloned().ok_or_else(|| {
+                    anyhow::anyhow!("upstream {} server {uri} has no host", config.name)
+                })?;
                 Ok((scheme, authority))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -120,7 +121,10 @@ impl Upstream {
     }
 
     /// Sends `request` (origin-form target) to one server; waits at most the first-byte timeout for the head.
-    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let (scheme, authority) = self.pick();
         let path = request
             .uri()

@@ -19,7 +19,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an edge node, from a config file or from flags.
-    #[command(after_help = "Examples:\n  velox serve --config velox.toml\n  velox serve --origin http://127.0.0.1:3000 --listen 0.0.0.0:8080 --admin 127.0.0.1:9090\n  VELOX_ADMIN_TOKEN=secret velox serve --origin https://example.org")]
+    #[command(
+        after_help = "Examples:\n  velox serve --config velox.toml\n  velox serve --origin http://127.0.0.1:3000 --listen 0.0.0.0:8080 --admin 127.0.0.1:9090\n  VELOX_ADMIN_TOKEN=secret velox serve --origin https://example.org"
+    )]
     Serve(ServeArgs),
     /// Validate a config file; print the effective config, or each error with its field path (exit 2).
     #[command(after_help = "Example:\n  velox check --config velox.example.toml")]
@@ -28,7 +30,9 @@ pub enum Command {
         config: PathBuf,
     },
     /// Run the built-in demo site with a Velox node in front of it; Ctrl-C stops both.
-    #[command(after_help = "Example:\n  velox demo --listen 127.0.0.1:8080 --origin-listen 127.0.0.1:8081 --admin 127.0.0.1:9090")]
+    #[command(
+        after_help = "Example:\n  velox demo --listen 127.0.0.1:8080 --origin-listen 127.0.0.1:8081 --admin 127.0.0.1:9090"
+    )]
     Demo {
         /// Where the edge listens.
         #[arg(long, default_value = "127.0.0.1:8080")]

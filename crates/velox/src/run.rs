@@ -14,7 +14,10 @@ pub fn main(cli: Cli) -> ExitCode {
     if let Command::Check { config } = &cli.command {
         return check(config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -52,12 +55,19 @@ fn source_for(args: ServeArgs) -> Result<ConfigSource, String> {
     match (args.config, args.origin) {
         (Some(path), _) => {
             // Validate now so a bad file fails with its field paths and exit status 2.
-            velox_proxy::load_config_file(&path).map_err(|e| format!("{}: invalid configuration:\n{e:#}", path.display()))?;
+            velox_proxy::load_config_file(&path)
+                .map_err(|e| format!("{}: invalid configuration:\n{e:#}", path.display()))?;
             Ok(ConfigSource::File(path))
         }
-        (None, Some(origin)) => Config::for_origin(&origin, args.listen, args.admin, args.admin_token, args.data_dir)
-            .map(|config| ConfigSource::Fixed(Box::new(config)))
-            .map_err(|e| format!("invalid arguments:\n{e}")),
+        (None, Some(origin)) => Config::for_origin(
+            &origin,
+            args.listen,
+            args.admin,
+            args.admin_token,
+            args.data_dir,
+        )
+        .map(|config| ConfigSource::Fixed(Box::new(config)))
+        .map_err(|e| format!("invalid arguments:\n{e}")),
         (None, None) => Err("give --config FILE or --origin URL".into()),
     }
 }
@@ -80,7 +90,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
     run_until_stopped(server, None).await
 }
 
-async fn demo(listen: std::net::SocketAddr, origin_listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> ExitCode {
+async fn demo(
+    listen: std::net::SocketAddr,
+    origin_listen: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> ExitCode {
     let origin_socket = match tokio::net::TcpListener::bind(origin_listen).await {
         Ok(socket) => socket,
         Err(e) => {
@@ -93,7 +107,13 @@ async fn demo(listen: std::net::SocketAddr, origin_listen: std::net::SocketAddr,
         let _ = origin_stopped.await;
     }));
     let data_dir = std::env::temp_dir().join("velox-demo");
-    let config = match Config::for_origin(&format!("http://{origin_listen}"), Some(listen), Some(admin), None, Some(data_dir)) {
+    let config = match Config::for_origin(
+        &format!("http://{origin_listen}"),
+        Some(listen),
+        Some(admin),
+        None,
+        Some(data_dir),
+    ) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -149,8 +169,15 @@ async fn wait_for_stop_signal() -> std::io::Result<()> {
 }
 
 /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains and exits 0.
-async fn run_until_stopped(server: Arc<Server>, also_stop: Option<tokio::sync::oneshot::Sender<()>>) -> ExitCode {
-    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()));
+async fn run_until_stopped(
+    server: Arc<Server>,
+    also_stop: Option<tokio::sync::oneshot::Sender<()>>,
+) -> ExitCode {
+    let signals = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    );
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = signals else {
         eprintln!("error: cannot install signal handlers");
         return ExitCode::FAILURE;
@@ -180,7 +207,8 @@ pub fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
     unsafe {
         let mut limit = std::mem::zeroed::<libc::rlimit>();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }

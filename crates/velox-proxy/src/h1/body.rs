@@ -65,7 +65,10 @@ impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.remaining == Some(0) {
             return Poll::Ready(None);
         }
@@ -149,7 +152,10 @@ async fn pump<R: AsyncRead + Unpin>(
             if settings.max_body_bytes > 0 && total > settings.max_body_bytes {
                 return Err(BodyError::TooLarge);
             }
-            sender.send(Ok(data)).await.map_err(|_| BodyError::Abandoned)?;
+            sender
+                .send(Ok(data))
+                .await
+                .map_err(|_| BodyError::Abandoned)?;
             continue;
         }
         buf.reserve(BODY_READ_CHUNK);

@@ -10,13 +10,23 @@ const MAX_TRAILERS: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits, then optional extensions, up to CR.
-    Size { value: u64, digits: u8, in_ext: bool },
-    SizeLf { value: u64 },
+    Size {
+        value: u64,
+        digits: u8,
+        in_ext: bool,
+    },
+    SizeLf {
+        value: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
-    Trailer { line_len: usize },
-    TrailerLf { line_len: usize },
+    Trailer {
+        line_len: usize,
+    },
+    TrailerLf {
+        line_len: usize,
+    },
     Done,
 }
 
@@ -195,7 +205,11 @@ mod tests {
     fn decodes_in_any_split() {
         let raw = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-T: 1\r\n\r\n";
         for step in 1..raw.len() {
-            assert_eq!(decode_all(raw, step).unwrap(), b"hello, world", "step {step}");
+            assert_eq!(
+                decode_all(raw, step).unwrap(),
+                b"hello, world",
+                "step {step}"
+            );
         }
     }
 
@@ -203,7 +217,10 @@ mod tests {
     fn leaves_bytes_after_the_body() {
         let mut decoder = ChunkedDecoder::default();
         let mut buf = BytesMut::from(&b"1\r\na\r\n0\r\n\r\nGET / HTTP/1.1"[..]);
-        assert_eq!(decoder.decode(&mut buf), Ok(Decoded::Data(Bytes::from_static(b"a"))));
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Ok(Decoded::Data(Bytes::from_static(b"a")))
+        );
         assert_eq!(decoder.decode(&mut buf), Ok(Decoded::Done));
         assert_eq!(&buf[..], b"GET / HTTP/1.1");
     }

@@ -71,7 +71,9 @@ pub fn parse(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize)
         Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(httparse::Error::Version) => return Err(HeadError::Malformed("unsupported HTTP version")),
+        Err(httparse::Error::Version) => {
+            return Err(HeadError::Malformed("unsupported HTTP version"))
+        }
         Err(_) => return Err(HeadError::Malformed("malformed request head")),
     };
     if len > max_bytes {
@@ -173,7 +175,9 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> 
             [.., last] if last == "chunked" => {
                 Err(HeadError::NotImplemented("transfer coding not supported"))
             }
-            _ => Err(HeadError::Malformed("Transfer-Encoding must end in chunked")),
+            _ => Err(HeadError::Malformed(
+                "Transfer-Encoding must end in chunked",
+            )),
         };
     }
     let mut length: Option<u64> = None;
@@ -243,7 +247,10 @@ mod tests {
     use super::*;
 
     fn ok(raw: &str) -> RequestHead {
-        parse(raw.as_bytes(), 65536).expect("valid").expect("complete").0
+        parse(raw.as_bytes(), 65536)
+            .expect("valid")
+            .expect("complete")
+            .0
     }
 
     fn err(raw: &str) -> HeadError {
@@ -273,18 +280,29 @@ mod tests {
 
     #[test]
     fn oversized_head_is_431() {
-        let raw = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n", "a".repeat(2000));
-        assert_eq!(parse(raw.as_bytes(), 1024).unwrap_err(), HeadError::TooLarge);
+        let raw = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n",
+            "a".repeat(2000)
+        );
+        assert_eq!(
+            parse(raw.as_bytes(), 1024).unwrap_err(),
+            HeadError::TooLarge
+        );
         let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
-        assert_eq!(err(&raw).status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(
+            err(&raw).status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
     }
 
     #[test]
     fn smuggling_shapes_are_refused_rfc9112_6_1() {
-        let both = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let both =
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(err(both).status(), StatusCode::BAD_REQUEST);
-        let conflicting = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+        let conflicting =
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
         assert_eq!(err(conflicting).status(), StatusCode::BAD_REQUEST);
         let not_last = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
         assert_eq!(err(not_last).status(), StatusCode::BAD_REQUEST);
@@ -310,12 +328,18 @@ mod tests {
 
     #[test]
     fn host_rules_rfc9112_3_2() {
-        assert_eq!(err("GET / HTTP/1.1\r\n\r\n").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err("GET / HTTP/1.1\r\n\r\n").status(),
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(
             err("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status(),
             StatusCode::BAD_REQUEST
         );
-        assert_eq!(err("GET / HTTP/1.1\r\nHost: a b\r\n\r\n").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: a b\r\n\r\n").status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]
@@ -338,7 +362,8 @@ mod tests {
     fn upgrade_and_expect() {
         let head = ok("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n");
         assert!(head.upgrade);
-        let head = ok("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+        let head =
+            ok("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
         assert!(head.expect_continue);
         assert_eq!(head.framing, Framing::Length(3));
     }

@@ -56,7 +56,10 @@ pub async fn serve<T: Transport, H: Handler>(
         }
         let draining = *drain.borrow();
         // Boxed so the idle connection's task stays small: the request state exists only during a request.
-        let next = Box::pin(serve_one(&mut io, &mut buf, first, &*handler, conn, &settings, draining)).await;
+        let next = Box::pin(serve_one(
+            &mut io, &mut buf, first, &*handler, conn, &settings, draining,
+        ))
+        .await;
         first = false;
         match next {
             Next::KeepAlive => {
@@ -89,6 +92,8 @@ enum Next {
     H2,
 }
 
+// Lives for one request and moves once; boxing the head would cost an allocation each time.
+#[allow(clippy::large_enum_variant)]
 enum ReadHead {
     Request(RequestHead),
     H2,
@@ -97,7 +102,12 @@ enum ReadHead {
     TimedOut,
 }
 
-async fn read_head<T: Transport>(io: &mut T, buf: &mut BytesMut, first: bool, settings: &ConnSettings) -> ReadHead {
+async fn read_head<T: Transport>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    first: bool,
+    settings: &ConnSettings,
+) -> ReadHead {
     let deadline = Instant::now() + settings.header_read_timeout;
     loop {
         let preface_len = buf.len().min(H2_PREFACE.len());
@@ -116,7 +126,10 @@ async fn read_head<T: Transport>(io: &mut T, buf: &mut BytesMut, first: bool, se
             }
         }
         if buf.capacity() - buf.len() < HEAD_READ_CHUNK / 4 {
-            buf.reserve(HEAD_READ_CHUNK.min(settings.max_header_bytes + 1 - buf.len().min(settings.max_header_bytes)));
+            buf.reserve(
+                HEAD_READ_CHUNK
+                    .min(settings.max_header_bytes + 1 - buf.len().min(settings.max_header_bytes)),
+            );
         }
         match timeout_at(deadline, io.read_buf(buf)).await {
             Err(_) if buf.is_empty() => return ReadHead::Closed,
@@ -141,18 +154,32 @@ async fn serve_one<T: Transport, H: Handler>(
         ReadHead::H2 => return Next::H2,
         ReadHead::Closed => return Next::Close,
         ReadHead::TimedOut => {
-            let timed_out = error_response(StatusCode::REQUEST_TIMEOUT, "header-timeout", "request head not received in time");
+            let timed_out = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "header-timeout",
+                "request head not received in time",
+            );
             return refuse(io, timed_out).await;
         }
-        ReadHead::Refused(e) => return refuse(io, error_response(e.status(), e.code(), e.reason())).await,
+        ReadHead::Refused(e) => {
+            return refuse(io, error_response(e.status(), e.code(), e.reason())).await
+        }
     };
     if head.method == Method::CONNECT {
-        let refused = error_response(StatusCode::METHOD_NOT_ALLOWED, "connect-not-supported", "CONNECT is not supported");
+        let refused = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "connect-not-supported",
+            "CONNECT is not supported",
+        );
         return refuse(io, refused).await;
     }
     if let Framing::Length(len) = head.framing {
         if settings.max_body_bytes > 0 && len > settings.max_body_bytes {
-            let too_large = error_response(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "request body exceeds the limit");
+            let too_large = error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "request body exceeds the limit",
+            );
             return refuse(io, too_large).await;
         }
     }
@@ -176,14 +203,20 @@ async fn serve_one<T: Transport, H: Handler>(
     let head_written = AtomicBool::new(false);
     if framing == Framing::None {
         let response = handler.handle(request, conn).await;
-        return match write_response(io, response, &method, version, keep_alive, &head_written).await {
+        return match write_response(io, response, &method, version, keep_alive, &head_written).await
+        {
             Ok(Written::Complete { reusable: true }) => Next::KeepAlive,
             Ok(Written::Switched) => upgrade_slot.map_or(Next::Close, Next::Upgrade),
             _ => Next::Close,
         };
     }
 
-    if expect_continue && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+    if expect_continue
+        && io
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
         return Next::Close;
     }
     let (sender, body) = ChannelBody::new(framing);
@@ -194,7 +227,15 @@ async fn serve_one<T: Transport, H: Handler>(
         let pump = pump_body(&mut reader, buf, framing, sender, settings);
         let respond = async {
             let response = handler.handle(request, conn).await;
-            write_response(&mut writer, response, &method, version, keep_alive, &head_written).await
+            write_response(
+                &mut writer,
+                response,
+                &method,
+                version,
+                keep_alive,
+                &head_written,
+            )
+            .await
         };
         tokio::pin!(pump, respond);
         let mut pumped = None;
@@ -212,7 +253,15 @@ async fn serve_one<T: Transport, H: Handler>(
         Err(e) => {
             let status = e.status().unwrap_or(StatusCode::BAD_REQUEST);
             let response = error_response(status, e.code(), &e.to_string());
-            let _ = write_response(&mut writer, response, &method, version, false, &head_written).await;
+            let _ = write_response(
+                &mut writer,
+                response,
+                &method,
+                version,
+                false,
+                &head_written,
+            )
+            .await;
             Next::Close
         }
         Ok((Ok(Written::Complete { reusable: true }), Some(Ok(())))) => Next::KeepAlive,
@@ -223,7 +272,15 @@ async fn serve_one<T: Transport, H: Handler>(
 /// Answers a request that never reached the handler, then closes: after a bad head
 /// the byte stream can no longer be trusted to delimit the next request.
 async fn refuse<T: Transport>(io: &mut T, response: http::Response<Body>) -> Next {
-    let _ = write_response(io, response, &Method::GET, Version::HTTP_11, false, &AtomicBool::new(false)).await;
+    let _ = write_response(
+        io,
+        response,
+        &Method::GET,
+        Version::HTTP_11,
+        false,
+        &AtomicBool::new(false),
+    )
+    .await;
     Next::Close
 }
 

@@ -21,7 +21,12 @@ pub enum BodyFraming {
     UntilClose,
 }
 
-pub fn framing(method: &Method, status: StatusCode, exact_len: Option<u64>, client: Version) -> BodyFraming {
+pub fn framing(
+    method: &Method,
+    status: StatusCode,
+    exact_len: Option<u64>,
+    client: Version,
+) -> BodyFraming {
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -95,7 +100,10 @@ fn with_http_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
         static CACHED: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
     }
     let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     CACHED.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs || cached.1.is_empty() {
@@ -128,7 +136,14 @@ pub async fn write_response<W: AsyncWrite + Unpin>(
     let exact = body.size_hint().exact();
     let framing = framing(method, parts.status, exact, client);
     let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
-    encode_head(&mut head, parts.status, &parts.headers, framing, client, keep_alive);
+    encode_head(
+        &mut head,
+        parts.status,
+        &parts.headers,
+        framing,
+        client,
+        keep_alive,
+    );
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         w.write_all(&head).await?;
         w.flush().await?;
@@ -140,7 +155,9 @@ pub async fn write_response<W: AsyncWrite + Unpin>(
     if framing != BodyFraming::NoBody {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(io::Error::other)?;
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             if data.is_empty() {
                 continue;
             }
@@ -181,7 +198,10 @@ pub async fn write_response<W: AsyncWrite + Unpin>(
     })
 }
 
-async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut parts: &mut [IoSlice<'_>],
+) -> io::Result<()> {
     IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
         let n = w.write_vectored(parts).await?;
@@ -197,7 +217,13 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, mut parts: &mut [I
 mod tests {
     use super::*;
 
-    fn head(status: StatusCode, headers: &HeaderMap, framing: BodyFraming, v: Version, ka: bool) -> String {
+    fn head(
+        status: StatusCode,
+        headers: &HeaderMap,
+        framing: BodyFraming,
+        v: Version,
+        ka: bool,
+    ) -> String {
         let mut out = Vec::new();
         encode_head(&mut out, status, headers, framing, v, ka);
         String::from_utf8(out).unwrap()
@@ -206,11 +232,26 @@ mod tests {
     #[test]
     fn framing_rules_rfc9112_6_3() {
         let v11 = Version::HTTP_11;
-        assert_eq!(framing(&Method::HEAD, StatusCode::OK, Some(5), v11), BodyFraming::NoBody);
-        assert_eq!(framing(&Method::GET, StatusCode::NOT_MODIFIED, None, v11), BodyFraming::NoBody);
-        assert_eq!(framing(&Method::GET, StatusCode::NO_CONTENT, None, v11), BodyFraming::NoBody);
-        assert_eq!(framing(&Method::GET, StatusCode::OK, Some(5), v11), BodyFraming::Length(5));
-        assert_eq!(framing(&Method::GET, StatusCode::OK, None, v11), BodyFraming::Chunked);
+        assert_eq!(
+            framing(&Method::HEAD, StatusCode::OK, Some(5), v11),
+            BodyFraming::NoBody
+        );
+        assert_eq!(
+            framing(&Method::GET, StatusCode::NOT_MODIFIED, None, v11),
+            BodyFraming::NoBody
+        );
+        assert_eq!(
+            framing(&Method::GET, StatusCode::NO_CONTENT, None, v11),
+            BodyFraming::NoBody
+        );
+        assert_eq!(
+            framing(&Method::GET, StatusCode::OK, Some(5), v11),
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            framing(&Method::GET, StatusCode::OK, None, v11),
+            BodyFraming::Chunked
+        );
         assert_eq!(
             framing(&Method::GET, StatusCode::OK, None, Version::HTTP_10),
             BodyFraming::UntilClose
@@ -223,7 +264,13 @@ mod tests {
         headers.insert(CONTENT_LENGTH, "999".parse().unwrap());
         headers.insert(CONNECTION, "keep-alive".parse().unwrap());
         headers.insert("x-a", "1".parse().unwrap());
-        let text = head(StatusCode::OK, &headers, BodyFraming::Length(3), Version::HTTP_11, true);
+        let text = head(
+            StatusCode::OK,
+            &headers,
+            BodyFraming::Length(3),
+            Version::HTTP_11,
+            true,
+        );
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(text.contains("content-length: 3\r\n"));
         assert!(!text.contains("999"));
@@ -237,18 +284,42 @@ mod tests {
     fn head_response_keeps_origin_content_length() {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_LENGTH, "999".parse().unwrap());
-        let text = head(StatusCode::OK, &headers, BodyFraming::NoBody, Version::HTTP_11, true);
+        let text = head(
+            StatusCode::OK,
+            &headers,
+            BodyFraming::NoBody,
+            Version::HTTP_11,
+            true,
+        );
         assert!(text.contains("content-length: 999\r\n"));
     }
 
     #[test]
     fn connection_tokens_follow_keep_alive() {
         let none = HeaderMap::new();
-        let close = head(StatusCode::OK, &none, BodyFraming::Length(0), Version::HTTP_11, false);
+        let close = head(
+            StatusCode::OK,
+            &none,
+            BodyFraming::Length(0),
+            Version::HTTP_11,
+            false,
+        );
         assert!(close.contains("connection: close\r\n"));
-        let ka10 = head(StatusCode::OK, &none, BodyFraming::Length(0), Version::HTTP_10, true);
+        let ka10 = head(
+            StatusCode::OK,
+            &none,
+            BodyFraming::Length(0),
+            Version::HTTP_10,
+            true,
+        );
         assert!(ka10.contains("connection: keep-alive\r\n"));
-        let until_close = head(StatusCode::OK, &none, BodyFraming::UntilClose, Version::HTTP_10, true);
+        let until_close = head(
+            StatusCode::OK,
+            &none,
+            BodyFraming::UntilClose,
+            Version::HTTP_10,
+            true,
+        );
         assert!(until_close.contains("connection: close\r\n"));
     }
 }

@@ -32,7 +32,9 @@ pub struct Origin {
 }
 
 pub async fn start_origin() -> Origin {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind origin");
     let addr = listener.local_addr().expect("origin addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(velox_demo::serve(listener, async {
@@ -80,7 +82,17 @@ impl Velox {
     pub async fn start(config: &str, addr: SocketAddr, admin: SocketAddr) -> Velox {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("velox.toml");
-        let with_data = format!("{}\n", config.replacen("[server]", &format!("[server]\ndata_dir = \"{}\"", dir.path().join("data").display()), 1));
+        let with_data = format!(
+            "{}\n",
+            config.replacen(
+                "[server]",
+                &format!(
+                    "[server]\ndata_dir = \"{}\"",
+                    dir.path().join("data").display()
+                ),
+                1
+            )
+        );
         std::fs::File::create(&config_path)
             .and_then(|mut f| f.write_all(with_data.as_bytes()))
             .expect("write config");
@@ -130,7 +142,8 @@ impl Velox {
 
     /// Resident memory of the velox process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -140,7 +153,14 @@ impl Velox {
 
     /// Rewrites the config file (keeping the data_dir line) for a reload.
     pub fn rewrite_config(&self, config: &str) {
-        let with_data = config.replacen("[server]", &format!("[server]\ndata_dir = \"{}\"", self.dir.path().join("data").display()), 1);
+        let with_data = config.replacen(
+            "[server]",
+            &format!(
+                "[server]\ndata_dir = \"{}\"",
+                self.dir.path().join("data").display()
+            ),
+            1,
+        );
         std::fs::write(&self.config_path, with_data).expect("rewrite config");
     }
 }
@@ -166,7 +186,10 @@ pub mod libc_signal {
             Signal::Hup => "-HUP",
             Signal::Int => "-INT",
         };
-        let _ = std::process::Command::new("kill").arg(name).arg(pid.to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg(name)
+            .arg(pid.to_string())
+            .status();
     }
 }
 
@@ -208,7 +231,9 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let req = builder.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
+    let req = builder
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .expect("request");
     let response = tokio::time::timeout(Duration::from_secs(30), client().request(req))
         .await
         .expect("response within 30s")

@@ -1,6 +1,7 @@
 //! Upstreams: pooled keep-alive clients to the origin servers, server choice and timeouts.
 
 use crate::body::Body;
+use http_body::Body as _;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -137,10 +138,68 @@ impl Upstream {
             .path_and_query(path)
             .build()
             .map_err(|e| UpstreamError::Failed(e.to_string()))?;
-        match tokio::time::timeout(self.first_byte_timeout, self.client.request(request)).await {
+        // The first-byte clock starts once the request body is sent: a slow upload is not a slow origin.
+        let (request, body_sent) = notify_when_sent(request);
+        let response = self.client.request(request);
+        tokio::pin!(response);
+        tokio::select! {
+            biased;
+            early = &mut response => return early.map_err(UpstreamError::classify),
+            _ = body_sent => {}
+        }
+        match tokio::time::timeout(self.first_byte_timeout, response).await {
             Err(_) => Err(UpstreamError::FirstByteTimeout),
             Ok(Err(e)) => Err(UpstreamError::classify(e)),
             Ok(Ok(response)) => Ok(response),
         }
+    }
+}
+
+/// Wraps the request body so that the returned future resolves once it has been sent whole
+/// (or abandoned); at once for an empty body.
+fn notify_when_sent(request: Request<Body>) -> (Request<Body>, impl std::future::Future<Output = ()>) {
+    let (sent, when_sent) = tokio::sync::oneshot::channel::<()>();
+    let request = if request.body().is_end_stream() {
+        drop(sent);
+        request
+    } else {
+        request.map(|inner| crate::body::boxed(SentSignal { inner, sent: Some(sent) }))
+    };
+    (request, async move {
+        let _ = when_sent.await;
+    })
+}
+
+struct SentSignal {
+    inner: Body,
+    sent: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl http_body::Body for SentSignal {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        let finished = match &polled {
+            std::task::Poll::Ready(None) | std::task::Poll::Ready(Some(Err(_))) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            std::task::Poll::Pending => false,
+        };
+        if finished {
+            self.sent.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use schema::{
     AdminConfig, CertificateConfig, Config, Limits, RouteConfig, ServerConfig, TlsListenerConfig,
-    UpstreamConfig,
-};
+    UpstreamConfig, CacheConfig, CacheKeyConfig, CacheMode, RouteCacheConfig};
 pub use types::{ByteSize, Duration};
 
 /// Why a configuration could not be loaded.

@@ -15,8 +15,99 @@ pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub limits: Limits,
+    pub cache: CacheConfig,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// `[cache]`: the shared HTTP cache, a memory tier and a disk tier under `server.data_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bytes of responses held in memory.
+    pub memory_size: ByteSize,
+    /// Bytes of responses held on disk; 0 disables the disk tier (and persistence).
+    pub disk_size: ByteSize,
+    /// Larger responses stream through uncached.
+    pub max_object_size: ByteSize,
+    /// A range request on a miss fetches the whole object once, up to this size; larger ranges pass through.
+    pub range_fetch_max: ByteSize,
+    /// Targeted cache-control fields (RFC 9213), most specific first; they win over Cache-Control.
+    pub targeted_fields: Vec<String>,
+    /// Pass targeted fields on to clients (off: they are meant for Velox alone).
+    pub forward_targeted_fields: bool,
+    /// Add `key=` to every Cache-Status (it is added anyway when the request carries `Velox-Debug: key`).
+    pub expose_key: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            memory_size: ByteSize::mib(256),
+            disk_size: ByteSize::gib(1),
+            max_object_size: ByteSize::mib(64),
+            range_fetch_max: ByteSize::mib(16),
+            targeted_fields: vec!["velox-cache-control".to_string(), "cdn-cache-control".to_string()],
+            forward_targeted_fields: false,
+            expose_key: false,
+        }
+    }
+}
+
+/// How a route treats the origin's caching instructions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheMode {
+    /// Follow the origin's headers (RFC 9111); `default_ttl` fills in where it gives none.
+    #[default]
+    Respect,
+    /// Store every storable response for `ttl`, whatever the origin's freshness says.
+    Override,
+    /// Store only responses that carry explicit freshness (max-age, s-maxage, Expires).
+    OptIn,
+    /// Never use the cache on this route.
+    Bypass,
+}
+
+/// `[routes.cache]`: per-route cache policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteCacheConfig {
+    pub mode: CacheMode,
+    /// Freshness lifetime in `override` mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Duration>,
+    /// Freshness for storable responses without explicit freshness (instead of the heuristic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_ttl: Option<Duration>,
+    /// Freshness per status code, e.g. `{ "404" = "30s" }`; wins over the origin's headers.
+    pub status_ttl: std::collections::BTreeMap<String, Duration>,
+    /// Store responses that set cookies (off: they are usually personal).
+    pub store_set_cookie: bool,
+    /// Serve from cache even when the client sends `Cache-Control: no-cache` (a common CDN choice).
+    pub ignore_client_no_cache: bool,
+    /// Serve stale content this long when the origin fails, even if it gave no `stale-if-error`.
+    pub stale_if_error: Duration,
+    pub key: CacheKeyConfig,
+}
+
+/// `[routes.cache.key]`: what makes two requests the same cached object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheKeyConfig {
+    /// Query parameters left out of the key, by glob (`utm_*`).
+    pub drop_query: Vec<String>,
+    /// If set, only these query parameters (globs) are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_query: Option<Vec<String>>,
+    /// Sort query parameters so their order does not matter.
+    pub sort_query: bool,
+    /// Request header values added to the key.
+    pub headers: Vec<String>,
+    /// Cookie values added to the key.
+    pub cookies: Vec<String>,
 }
 
 /// `[server]`: where the proxy listens and keeps its state.
@@ -157,6 +248,7 @@ pub struct RouteConfig {
     pub host: Option<String>,
     pub path_prefix: String,
     pub upstream: String,
+    pub cache: RouteCacheConfig,
 }
 
 impl Default for RouteConfig {
@@ -165,6 +257,7 @@ impl Default for RouteConfig {
             host: None,
             path_prefix: "/".to_string(),
             upstream: String::new(),
+            cache: RouteCacheConfig::default(),
         }
     }
 }

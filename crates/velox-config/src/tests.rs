@@ -206,6 +206,7 @@ fn to_toml_reparses_to_equal_config() {
             host: Some("*.Example.com".into()),
             path_prefix: "/api/".into(),
             upstream: "origin".into(),
+            ..RouteConfig::default()
         },
     );
     c.upstreams[0].host_header = Some("origin.internal".into());
@@ -243,6 +244,7 @@ fn route_rules_have_field_paths() {
         host: Some("bad host".into()),
         path_prefix: "api".into(),
         upstream: String::new(),
+        ..RouteConfig::default()
     });
     c.routes.push(RouteConfig {
         host: Some("*.Example.COM".into()),
@@ -535,6 +537,7 @@ fn match_route_precedence_and_wildcards() {
         host: host.map(Into::into),
         path_prefix: prefix.into(),
         upstream: "origin".into(),
+        ..RouteConfig::default()
     };
     let mut c = minimal();
     c.routes = vec![
@@ -572,4 +575,35 @@ fn strip_port_handles_ipv6_and_dots() {
     assert_eq!(strip_port("[::1]:8080"), "[::1]");
     assert_eq!(strip_port("[::1]"), "[::1]");
     assert_eq!(strip_port("example.com."), "example.com");
+}
+
+#[test]
+fn cache_policy_parses_and_validates() {
+    let text = format!(
+        "{MINIMAL}\n[cache]\nmemory_size = \"64MiB\"\ndisk_size = 0\n"
+    )
+    .replace(
+        "upstream = \"origin\"",
+        "upstream = \"origin\"\n[routes.cache]\nmode = \"override\"\nttl = \"5m\"\nstatus_ttl = { \"404\" = \"30s\" }\n[routes.cache.key]\ndrop_query = [\"utm_*\"]\nsort_query = true",
+    );
+    let c = parse(&text, base()).expect("valid");
+    assert_eq!(c.cache.memory_size, ByteSize::mib(64));
+    assert_eq!(c.cache.disk_size, ByteSize(0));
+    let route = &c.routes[0].cache;
+    assert_eq!(route.mode, crate::CacheMode::Override);
+    assert_eq!(route.status_ttl["404"], Duration::from_secs(30));
+    assert_eq!(route.key.drop_query, vec!["utm_*".to_string()]);
+    let again = parse(&c.to_toml(), base()).expect("reparses");
+    assert_eq!(again, c);
+}
+
+#[test]
+fn cache_policy_errors_have_field_paths() {
+    let text = MINIMAL.replace(
+        "upstream = \"origin\"",
+        "upstream = \"origin\"\n[routes.cache]\nmode = \"override\"\nstatus_ttl = { \"99\" = \"1s\" }",
+    );
+    let err = parse(&text, base()).unwrap_err().to_string();
+    assert!(err.contains("routes[0].cache.ttl: is required"), "{err}");
+    assert!(err.contains("routes[0].cache.status_ttl.99"), "{err}");
 }

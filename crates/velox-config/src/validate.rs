@@ -32,7 +32,40 @@ pub(crate) fn validate(c: &Config) -> Vec<FieldError> {
     limits(c, &mut e);
     upstreams(c, &mut e);
     routes(c, &mut e);
+    cache(c, &mut e);
     e.0
+}
+
+fn valid_header_name(name: &str) -> bool {
+    http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+}
+
+fn cache(c: &Config, e: &mut Errors) {
+    for (i, field) in c.cache.targeted_fields.iter().enumerate() {
+        if !valid_header_name(field) {
+            e.add(format!("cache.targeted_fields[{i}]"), format!("{field:?} is not a header field name"));
+        }
+    }
+    if c.cache.max_object_size.bytes() == 0 {
+        e.add("cache.max_object_size", "must be greater than 0");
+    }
+    for (i, r) in c.routes.iter().enumerate() {
+        let p = format!("routes[{i}].cache");
+        let policy = &r.cache;
+        if policy.mode == crate::schema::CacheMode::Override && policy.ttl.is_none() {
+            e.add(format!("{p}.ttl"), "is required when mode = \"override\"");
+        }
+        for code in policy.status_ttl.keys() {
+            if !code.parse::<u16>().is_ok_and(|n| (100..=599).contains(&n)) || code.len() != 3 {
+                e.add(format!("{p}.status_ttl.{code}"), "keys must be status codes from 100 to 599");
+            }
+        }
+        for (j, name) in policy.key.headers.iter().enumerate() {
+            if !valid_header_name(name) {
+                e.add(format!("{p}.key.headers[{j}]"), format!("{name:?} is not a header field name"));
+            }
+        }
+    }
 }
 
 fn listeners(c: &Config, e: &mut Errors) {

@@ -79,7 +79,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; relative paths are resolved against `base_dir`.
 pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-    let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    // Through serde_path_to_error so a type error or unknown key names its field path.
+    let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path.is_empty() || path == "." {
+            ConfigError::Parse(inner)
+        } else {
+            ConfigError::Parse(format!("{path}: {inner}"))
+        }
+    })?;
     config.resolve_paths(base_dir);
     config.validate()?;
     Ok(config)

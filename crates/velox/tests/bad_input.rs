@@ -20,7 +20,12 @@ use tokio::net::TcpStream;
 
 /// A config with one listener, admin, one upstream `origin` and a catch-all route; `limits`
 /// is the whole body of the `[limits]` table.
-fn config_with_limits(listen: SocketAddr, admin: SocketAddr, origin: SocketAddr, limits: &str) -> String {
+fn config_with_limits(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    origin: SocketAddr,
+    limits: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -45,7 +50,12 @@ upstream = "origin"
 
 async fn velox_with_limits(origin: SocketAddr, limits: &str) -> Velox {
     let (addr, admin) = (free_addr(), free_addr());
-    Velox::start(&config_with_limits(addr, admin, origin, limits), addr, admin).await
+    Velox::start(
+        &config_with_limits(addr, admin, origin, limits),
+        addr,
+        admin,
+    )
+    .await
 }
 
 /// What a raw exchange produced: the bytes read, and whether the server closed (EOF or reset)
@@ -75,7 +85,13 @@ impl Exchange {
 /// Writes `bytes` in pieces of `piece` bytes with `pause` between them (write errors are
 /// ignored: the server may already have answered and closed), while reading until the server
 /// closes or `limit` passes. The write half stays open the whole time (no FIN from us).
-async fn exchange_paced(addr: SocketAddr, bytes: Vec<u8>, piece: usize, pause: Duration, limit: Duration) -> Exchange {
+async fn exchange_paced(
+    addr: SocketAddr,
+    bytes: Vec<u8>,
+    piece: usize,
+    pause: Duration,
+    limit: Duration,
+) -> Exchange {
     let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
         .await
         .expect("connect within 5s")
@@ -110,7 +126,11 @@ async fn exchange_paced(addr: SocketAddr, bytes: Vec<u8>, piece: usize, pause: D
     }
     let elapsed = started.elapsed();
     write_task.abort();
-    Exchange { data, closed, elapsed }
+    Exchange {
+        data,
+        closed,
+        elapsed,
+    }
 }
 
 async fn exchange(addr: SocketAddr, bytes: &[u8], limit: Duration) -> Exchange {
@@ -147,7 +167,11 @@ fn parse_responses(mut data: &[u8]) -> Vec<RawResponse> {
         let head = String::from_utf8_lossy(&data[..end]).into_owned();
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
-        let Some(status) = status_line.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()) else {
+        let Some(status) = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+        else {
             break;
         };
         let headers: Vec<(String, String)> = lines
@@ -155,8 +179,15 @@ fn parse_responses(mut data: &[u8]) -> Vec<RawResponse> {
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
         let rest = &data[end + 4..];
-        let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-        let (body, used) = if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let (body, used) = if let Some(len) =
+            get("content-length").and_then(|v| v.parse::<usize>().ok())
+        {
             let len = len.min(rest.len());
             (rest[..len].to_vec(), len)
         } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
@@ -168,13 +199,17 @@ fn parse_responses(mut data: &[u8]) -> Vec<RawResponse> {
                     break;
                 };
                 let size_text = String::from_utf8_lossy(&rest[at..at + line_end]).into_owned();
-                let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                        .unwrap_or(0);
                 at += line_end + 2;
                 if size == 0 {
                     // Trailer section: skip to the empty line.
                     match find(&rest[at..], b"\r\n") {
                         Some(0) => at += 2,
-                        Some(_) => at = find(&rest[at..], b"\r\n\r\n").map_or(rest.len(), |p| at + p + 4),
+                        Some(_) => {
+                            at = find(&rest[at..], b"\r\n\r\n").map_or(rest.len(), |p| at + p + 4)
+                        }
                         None => at = rest.len(),
                     }
                     break;
@@ -189,7 +224,11 @@ fn parse_responses(mut data: &[u8]) -> Vec<RawResponse> {
         } else {
             (rest.to_vec(), rest.len())
         };
-        out.push(RawResponse { status, headers, body });
+        out.push(RawResponse {
+            status,
+            headers,
+            body,
+        });
         data = &rest[used..];
     }
     out
@@ -198,13 +237,26 @@ fn parse_responses(mut data: &[u8]) -> Vec<RawResponse> {
 /// Asserts a response Velox generated itself: status, error code, Cache-Status, short text body.
 fn assert_velox_error(response: &RawResponse, status: u16, code: &str) {
     assert_eq!(response.status, status, "status; response: {response:?}");
-    assert_eq!(response.header("x-velox-error"), Some(code), "X-Velox-Error; response: {response:?}");
-    assert_eq!(response.header("cache-status"), Some("velox; fwd=bypass"), "Cache-Status; response: {response:?}");
+    assert_eq!(
+        response.header("x-velox-error"),
+        Some(code),
+        "X-Velox-Error; response: {response:?}"
+    );
+    assert_eq!(
+        response.header("cache-status"),
+        Some("velox; fwd=bypass"),
+        "Cache-Status; response: {response:?}"
+    );
     assert!(
-        response.header("content-type").is_some_and(|v| v.starts_with("text/plain")),
+        response
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("text/plain")),
         "text/plain body expected; response: {response:?}"
     );
-    assert!(response.body.len() < 1024, "short body expected; response: {response:?}");
+    assert!(
+        response.body.len() < 1024,
+        "short body expected; response: {response:?}"
+    );
 }
 
 /// The proxy still answers an ordinary request.
@@ -229,7 +281,9 @@ impl RecordingOrigin {
 }
 
 async fn start_recording_origin() -> RecordingOrigin {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -237,15 +291,21 @@ async fn start_recording_origin() -> RecordingOrigin {
         while let Ok((stream, _)) = listener.accept().await {
             let log = log.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let log = log.clone();
-                    async move {
-                        let line = format!("{} {}", req.method(), req.uri());
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes().len());
-                        log.lock().expect("lock").push(format!("{line} body={body:?}"));
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"recorded"))))
-                    }
-                });
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let line = format!("{} {}", req.method(), req.uri());
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes().len());
+                            log.lock()
+                                .expect("lock")
+                                .push(format!("{line} body={body:?}"));
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"recorded"),
+                            )))
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -272,7 +332,10 @@ async fn malformed_request_line_is_400_and_closes() {
         let ex = exchange(velox.addr, raw, LIMIT).await;
         let response = ex.only_response();
         assert_velox_error(&response, 400, "malformed-request");
-        assert!(ex.closed, "connection must be closed after a malformed request line: {raw:?}");
+        assert!(
+            ex.closed,
+            "connection must be closed after a malformed request line: {raw:?}"
+        );
     }
     assert_still_serving(&velox).await;
 }
@@ -310,7 +373,10 @@ async fn too_many_header_fields_is_431() {
         raw.extend_from_slice(format!("X-F{i}: v\r\n").as_bytes());
     }
     raw.extend_from_slice(b"\r\n");
-    assert!(raw.len() < 16 * 1024, "well under max_header_bytes: only the field count is at fault");
+    assert!(
+        raw.len() < 16 * 1024,
+        "well under max_header_bytes: only the field count is at fault"
+    );
     let ex = exchange(velox.addr, &raw, LIMIT).await;
     assert_velox_error(&ex.only_response(), 431, "request-header-too-large");
     assert!(ex.closed);
@@ -332,13 +398,27 @@ async fn invalid_bytes_in_the_path_are_400() {
     for raw in cases {
         let ex = exchange(velox.addr, raw, LIMIT).await;
         let mut responses = ex.responses();
-        assert_eq!(responses.len(), 1, "one response for {raw:?}: {:?}", String::from_utf8_lossy(&ex.data));
+        assert_eq!(
+            responses.len(),
+            1,
+            "one response for {raw:?}: {:?}",
+            String::from_utf8_lossy(&ex.data)
+        );
         assert_velox_error(&responses.remove(0), 400, "malformed-request");
         assert!(ex.closed, "closed after {raw:?}");
     }
-    assert!(origin.seen().is_empty(), "nothing may reach the origin: {:?}", origin.seen());
+    assert!(
+        origin.seen().is_empty(),
+        "nothing may reach the origin: {:?}",
+        origin.seen()
+    );
     // Percent-encoded, the same path is fine and reaches the origin.
-    let ex = exchange(velox.addr, b"GET /caf%C3%A9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", LIMIT).await;
+    let ex = exchange(
+        velox.addr,
+        b"GET /caf%C3%A9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        LIMIT,
+    )
+    .await;
     assert_eq!(ex.only_response().status, 200);
     assert_eq!(origin.seen(), vec!["GET /caf%C3%A9 body=Ok(0)".to_string()]);
 }
@@ -377,7 +457,11 @@ async fn content_length_with_transfer_encoding_is_refused_without_smuggling() {
         assert_velox_error(&responses[0], 400, "malformed-request");
         assert!(ex.closed, "connection closed after the refusal");
     }
-    assert!(origin.seen().is_empty(), "the origin must receive nothing: {:?}", origin.seen());
+    assert!(
+        origin.seen().is_empty(),
+        "the origin must receive nothing: {:?}",
+        origin.seen()
+    );
     // The recorder does record what is legitimately proxied.
     let reply = request("POST", &velox.url("/upload"), &[], b"hello").await;
     assert_eq!(reply.status, 200);
@@ -388,12 +472,14 @@ async fn content_length_with_transfer_encoding_is_refused_without_smuggling() {
 async fn unsupported_transfer_coding_is_501() {
     let origin = start_recording_origin().await;
     let velox = Velox::basic(origin.addr).await;
-    let raw = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
+    let raw =
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
     let ex = exchange(velox.addr, raw, LIMIT).await;
     assert_velox_error(&ex.only_response(), 501, "not-implemented");
     assert!(ex.closed);
     // Chunked that is not the final coding cannot be framed at all: 400.
-    let raw = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n";
+    let raw =
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n";
     let ex = exchange(velox.addr, raw, LIMIT).await;
     assert_velox_error(&ex.only_response(), 400, "malformed-request");
     assert!(origin.seen().is_empty(), "{:?}", origin.seen());
@@ -412,7 +498,12 @@ async fn conflicting_content_lengths_are_400() {
     for raw in cases {
         let ex = exchange(velox.addr, raw, LIMIT).await;
         let responses = ex.responses();
-        assert_eq!(responses.len(), 1, "{:?}", String::from_utf8_lossy(&ex.data));
+        assert_eq!(
+            responses.len(),
+            1,
+            "{:?}",
+            String::from_utf8_lossy(&ex.data)
+        );
         assert_velox_error(&responses[0], 400, "malformed-request");
         assert!(ex.closed);
     }
@@ -426,7 +517,12 @@ async fn http11_without_host_is_400() {
     let ex = exchange(velox.addr, b"GET /echo HTTP/1.1\r\n\r\n", LIMIT).await;
     assert_velox_error(&ex.only_response(), 400, "malformed-request");
     assert!(ex.closed);
-    let ex = exchange(velox.addr, b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", LIMIT).await;
+    let ex = exchange(
+        velox.addr,
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        LIMIT,
+    )
+    .await;
     assert_velox_error(&ex.only_response(), 400, "malformed-request");
     // HTTP/1.0 needs no Host.
     let ex = exchange(velox.addr, b"GET /echo HTTP/1.0\r\n\r\n", LIMIT).await;
@@ -437,7 +533,12 @@ async fn http11_without_host_is_400() {
 async fn connect_is_405() {
     let origin = start_origin().await;
     let velox = Velox::basic(origin.addr).await;
-    let ex = exchange(velox.addr, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", LIMIT).await;
+    let ex = exchange(
+        velox.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        LIMIT,
+    )
+    .await;
     assert_velox_error(&ex.only_response(), 405, "connect-not-supported");
     assert!(ex.closed);
     assert_still_serving(&velox).await;
@@ -449,8 +550,19 @@ async fn slowloris_gets_408_and_is_closed_after_the_header_timeout() {
     let velox = velox_with_limits(origin.addr, r#"header_read_timeout = "2s""#).await;
     // A head that would take ~15 s at one byte per 500 ms; never completes in time.
     let head = b"GET /echo HTTP/1.1\r\nHost: example.com\r\nX-A: b\r\n\r\n".to_vec();
-    let ex = exchange_paced(velox.addr, head, 1, Duration::from_millis(500), Duration::from_secs(8)).await;
-    assert!(ex.closed, "slowloris connection still open after {:?}", ex.elapsed);
+    let ex = exchange_paced(
+        velox.addr,
+        head,
+        1,
+        Duration::from_millis(500),
+        Duration::from_secs(8),
+    )
+    .await;
+    assert!(
+        ex.closed,
+        "slowloris connection still open after {:?}",
+        ex.elapsed
+    );
     assert!(
         ex.elapsed >= Duration::from_millis(1500) && ex.elapsed <= Duration::from_millis(3500),
         "closed after {:?}, expected about 2s",
@@ -484,7 +596,10 @@ async fn body_over_max_body_bytes_is_413_with_length_and_chunked() {
     // At the limit: fine.
     let reply = request("POST", &velox.url("/upload"), &[], &[b'a'; 1024]).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(origin.seen(), vec!["POST /upload body=Ok(1024)".to_string()]);
+    assert_eq!(
+        origin.seen(),
+        vec!["POST /upload body=Ok(1024)".to_string()]
+    );
 
     // Declared length over the limit: refused before any body byte is read.
     let mut raw = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n".to_vec();
@@ -494,7 +609,8 @@ async fn body_over_max_body_bytes_is_413_with_length_and_chunked() {
     assert!(ex.closed);
 
     // Chunked, 2 KiB in 256-byte chunks: refused once the running total passes the limit.
-    let mut raw = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut raw =
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..8 {
         raw.extend_from_slice(b"100\r\n");
         raw.extend(std::iter::repeat_n(b'c', 256));
@@ -508,7 +624,9 @@ async fn body_over_max_body_bytes_is_413_with_length_and_chunked() {
     // No complete oversized body reached the origin.
     let seen = origin.seen();
     assert!(
-        seen.iter().skip(1).all(|line| !line.ends_with("body=Ok(2048)")),
+        seen.iter()
+            .skip(1)
+            .all(|line| !line.ends_with("body=Ok(2048)")),
         "an oversized body reached the origin whole: {seen:?}"
     );
     assert_still_serving(&velox).await;
@@ -527,7 +645,11 @@ async fn max_header_bytes_is_honoured() {
         raw
     };
     let ex = exchange(velox.addr, &head_of(3 * 1024), LIMIT).await;
-    assert_eq!(ex.only_response().status, 200, "a 3 KiB head is within a 4 KiB limit");
+    assert_eq!(
+        ex.only_response().status,
+        200,
+        "a 3 KiB head is within a 4 KiB limit"
+    );
     let ex = exchange(velox.addr, &head_of(5 * 1024), LIMIT).await;
     assert_velox_error(&ex.only_response(), 431, "request-header-too-large");
     assert!(ex.closed);
@@ -541,13 +663,26 @@ async fn pipelined_requests_are_answered_in_order() {
     let raw = b"GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let ex = exchange(velox.addr, raw, LIMIT).await;
     let responses = ex.responses();
-    assert_eq!(responses.len(), 3, "{:?}", String::from_utf8_lossy(&ex.data));
+    assert_eq!(
+        responses.len(),
+        3,
+        "{:?}",
+        String::from_utf8_lossy(&ex.data)
+    );
     for (i, response) in responses.iter().enumerate() {
         assert_eq!(response.status, 200);
         let echoed: serde_json::Value = serde_json::from_slice(&response.body).expect("echo JSON");
-        assert_eq!(echoed["uri"].as_str(), Some(format!("/echo?n={}", i + 1).as_str()), "response {i}: {}", response.text());
+        assert_eq!(
+            echoed["uri"].as_str(),
+            Some(format!("/echo?n={}", i + 1).as_str()),
+            "response {i}: {}",
+            response.text()
+        );
     }
-    assert!(ex.closed, "Connection: close on the last request closes the connection");
+    assert!(
+        ex.closed,
+        "Connection: close on the last request closes the connection"
+    );
 }
 
 #[tokio::test]
@@ -557,7 +692,12 @@ async fn pipelined_request_after_a_body_is_answered_too() {
     let raw = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloPOST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let ex = exchange(velox.addr, raw, LIMIT).await;
     let statuses: Vec<u16> = ex.responses().iter().map(|r| r.status).collect();
-    assert_eq!(statuses, vec![200, 200, 200], "{:?}", String::from_utf8_lossy(&ex.data));
+    assert_eq!(
+        statuses,
+        vec![200, 200, 200],
+        "{:?}",
+        String::from_utf8_lossy(&ex.data)
+    );
     assert_eq!(
         origin.seen(),
         vec![
@@ -572,16 +712,26 @@ async fn pipelined_request_after_a_body_is_answered_too() {
 async fn no_route_is_404() {
     let origin = start_origin().await;
     let (addr, admin) = (free_addr(), free_addr());
-    let config = basic_config(addr, admin, origin.addr).replace("path_prefix = \"/\"", "path_prefix = \"/only/\"");
+    let config = basic_config(addr, admin, origin.addr)
+        .replace("path_prefix = \"/\"", "path_prefix = \"/only/\"");
     let velox = Velox::start(&config, addr, admin).await;
-    let ex = exchange(velox.addr, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", LIMIT).await;
+    let ex = exchange(
+        velox.addr,
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        LIMIT,
+    )
+    .await;
     assert_velox_error(&ex.only_response(), 404, "no-route");
 }
 
 #[tokio::test]
 async fn server_keeps_serving_while_and_after_being_abused() {
     let origin = start_origin().await;
-    let velox = velox_with_limits(origin.addr, "header_read_timeout = \"2s\"\nmax_body_bytes = \"1KiB\"").await;
+    let velox = velox_with_limits(
+        origin.addr,
+        "header_read_timeout = \"2s\"\nmax_body_bytes = \"1KiB\"",
+    )
+    .await;
     let addr = velox.addr;
     let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
     huge.extend(std::iter::repeat_n(b'h', 1024 * 1024));
@@ -597,15 +747,26 @@ async fn server_keeps_serving_while_and_after_being_abused() {
     ];
     let tasks: Vec<_> = abuse
         .into_iter()
-        .map(|raw| tokio::spawn(async move { exchange_paced(addr, raw, 8192, Duration::ZERO, Duration::from_secs(6)).await }))
+        .map(|raw| {
+            tokio::spawn(async move {
+                exchange_paced(addr, raw, 8192, Duration::ZERO, Duration::from_secs(6)).await
+            })
+        })
         .collect();
     // While all of that is going on, normal clients are served.
     for _ in 0..5 {
         assert_still_serving(&velox).await;
     }
     for task in tasks {
-        let ex = tokio::time::timeout(Duration::from_secs(10), task).await.expect("bounded").expect("task");
-        assert!(ex.closed, "every abusive connection is closed in time: {:?}", String::from_utf8_lossy(&ex.data));
+        let ex = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("bounded")
+            .expect("task");
+        assert!(
+            ex.closed,
+            "every abusive connection is closed in time: {:?}",
+            String::from_utf8_lossy(&ex.data)
+        );
     }
     assert_still_serving(&velox).await;
     assert!(velox_is_alive(&velox), "the process must still be running");
@@ -616,4 +777,36 @@ fn velox_is_alive(velox: &Velox) -> bool {
         && !std::fs::read_to_string(format!("/proc/{}/stat", velox.child.id()))
             .unwrap_or_default()
             .contains(") Z ")
+}
+
+#[tokio::test]
+async fn malformed_chunked_body_is_400_and_closes() {
+    let origin = start_recording_origin().await;
+    let velox = Velox::basic(origin.addr).await;
+    let cases: [&[u8]; 3] = [
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+    ];
+    for raw in cases {
+        let ex = exchange(velox.addr, raw, LIMIT).await;
+        let response = ex.only_response();
+        assert_eq!(response.status, 400, "{response:?}");
+        // The contract's code list has no entry for a bad body; Velox says "malformed-body".
+        assert!(
+            matches!(
+                response.header("x-velox-error"),
+                Some("malformed-request" | "malformed-body")
+            ),
+            "{response:?}"
+        );
+        assert_eq!(response.header("cache-status"), Some("velox; fwd=bypass"));
+        assert!(ex.closed, "closed after a malformed body: {raw:?}");
+    }
+    let seen = origin.seen();
+    assert!(
+        seen.iter().all(|line| !line.contains("body=Ok")),
+        "a malformed body must not reach the origin as a complete request: {seen:?}"
+    );
+    assert_still_serving(&velox).await;
 }

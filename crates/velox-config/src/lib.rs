@@ -16,8 +16,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    AdminConfig, CertificateConfig, Config, Limits, RouteConfig, ServerConfig, TlsListenerConfig,
-    UpstreamConfig, CacheConfig, CacheKeyConfig, CacheMode, RouteCacheConfig};
+    AdminConfig, CacheConfig, CacheKeyConfig, CacheMode, CertificateConfig, Config, Limits,
+    RouteCacheConfig, RouteConfig, ServerConfig, TlsListenerConfig, UpstreamConfig,
+};
 pub use types::{ByteSize, Duration};
 
 /// Why a configuration could not be loaded.
@@ -79,7 +80,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; relative paths are resolved against `base_dir`.
 pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-    let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
     // Through serde_path_to_error so a type error or unknown key names its field path.
     let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();

@@ -49,7 +49,10 @@ impl Default for CacheConfig {
             disk_size: ByteSize::gib(1),
             max_object_size: ByteSize::mib(64),
             range_fetch_max: ByteSize::mib(16),
-            targeted_fields: vec!["velox-cache-control".to_string(), "cdn-cache-control".to_string()],
+            targeted_fields: vec![
+                "velox-cache-control".to_string(),
+                "cdn-cache-control".to_string(),
+            ],
             forward_targeted_fields: false,
             expose_key: false,
         }

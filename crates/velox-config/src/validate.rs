@@ -43,7 +43,10 @@ fn valid_header_name(name: &str) -> bool {
 fn cache(c: &Config, e: &mut Errors) {
     for (i, field) in c.cache.targeted_fields.iter().enumerate() {
         if !valid_header_name(field) {
-            e.add(format!("cache.targeted_fields[{i}]"), format!("{field:?} is not a header field name"));
+            e.add(
+                format!("cache.targeted_fields[{i}]"),
+                format!("{field:?} is not a header field name"),
+            );
         }
     }
     if c.cache.max_object_size.bytes() == 0 {
@@ -57,12 +60,18 @@ fn cache(c: &Config, e: &mut Errors) {
         }
         for code in policy.status_ttl.keys() {
             if !code.parse::<u16>().is_ok_and(|n| (100..=599).contains(&n)) || code.len() != 3 {
-                e.add(format!("{p}.status_ttl.{code}"), "keys must be status codes from 100 to 599");
+                e.add(
+                    format!("{p}.status_ttl.{code}"),
+                    "keys must be status codes from 100 to 599",
+                );
             }
         }
         for (j, name) in policy.key.headers.iter().enumerate() {
             if !valid_header_name(name) {
-                e.add(format!("{p}.key.headers[{j}]"), format!("{name:?} is not a header field name"));
+                e.add(
+                    format!("{p}.key.headers[{j}]"),
+                    format!("{name:?} is not a header field name"),
+                );
             }
         }
     }

@@ -1,9 +1,9 @@
 //! Upstreams: pooled keep-alive clients to the origin servers, server choice and timeouts.
 
 use crate::body::Body;
-use http_body::Body as _;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -157,13 +157,20 @@ impl Upstream {
 
 /// Wraps the request body so that the returned future resolves once it has been sent whole
 /// (or abandoned); at once for an empty body.
-fn notify_when_sent(request: Request<Body>) -> (Request<Body>, impl std::future::Future<Output = ()>) {
+fn notify_when_sent(
+    request: Request<Body>,
+) -> (Request<Body>, impl std::future::Future<Output = ()>) {
     let (sent, when_sent) = tokio::sync::oneshot::channel::<()>();
     let request = if request.body().is_end_stream() {
         drop(sent);
         request
     } else {
-        request.map(|inner| crate::body::boxed(SentSignal { inner, sent: Some(sent) }))
+        request.map(|inner| {
+            crate::body::boxed(SentSignal {
+                inner,
+                sent: Some(sent),
+            })
+        })
     };
     (request, async move {
         let _ = when_sent.await;

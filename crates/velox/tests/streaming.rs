@@ -236,7 +236,7 @@ async fn chunked_upload_of_64mib_arrives_intact_with_bounded_rss() {
             data.clear();
             data.extend((0..len as u64).map(|i| ((sent + i) * 7 % 256) as u8));
             checksum = checksum.wrapping_add(velox_demo::byte_sum(&data));
-            let size_line = if k % 3 == 0 {
+            let size_line = if k.is_multiple_of(3) {
                 format!("{len:x};ext=1\r\n")
             } else {
                 format!("{len:X}\r\n")

@@ -1,7 +1,7 @@
 //! The request path: route, forward to the upstream, hand the response back.
 //! Later stages (guard, cache lookup, transforms) slot in here, in this order.
 
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::errors::{error_response, CACHE_STATUS, CACHE_STATUS_BYPASS};
 use crate::forward;
 use crate::handler::{ConnInfo, Handler};
@@ -133,7 +133,17 @@ async fn forward_to(
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     match (switching, client_upgrade) {
         (true, Some(client)) => {
-            let origin = hyper::upgrade::on(&mut response);
+            let Some(origin) = response
+                .extensions()
+                .get::<crate::upstream::OriginUpgrade>()
+                .and_then(|u| u.take())
+            else {
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream-failed",
+                    "the origin's upgrade was lost",
+                );
+            };
             crate::tunnel::spawn(client, origin);
             let upgrade = response.headers().get(UPGRADE).cloned();
             forward::strip_hop_by_hop(response.headers_mut());
@@ -155,5 +165,5 @@ async fn forward_to(
     }
     let version = response.version();
     forward::add_via(response.headers_mut(), version, via);
-    response.map(body::boxed)
+    response
 }

@@ -198,7 +198,7 @@ pub async fn write_response<W: AsyncWrite + Unpin>(
     })
 }
 
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_all_vectored<W: AsyncWrite + Unpin>(
     w: &mut W,
     mut parts: &mut [IoSlice<'_>],
 ) -> io::Result<()> {

@@ -1,0 +1,191 @@
+//! What is stored beside a cached body, and its compact binary encoding.
+//! The store keeps it as opaque bytes; only this module knows the layout.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const FORMAT: u8 = 1;
+const KIND_RESPONSE: u8 = 0;
+const KIND_VARIANTS: u8 = 1;
+
+/// A stored response head with the facts its freshness is judged by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// When the request that produced it was sent, and when its head arrived (RFC 9111 §4.2.3).
+    pub request_time: SystemTime,
+    pub response_time: SystemTime,
+    /// Decided at store time from the origin's headers and the route's policy.
+    pub freshness_lifetime: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    pub must_revalidate: bool,
+    /// Response `no-cache`: stored, but validated before every use.
+    pub no_cache: bool,
+}
+
+/// Stored under a URL whose responses vary: which request fields select the variant,
+/// and a generation that makes every earlier variant unreachable once the URL is invalidated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variants {
+    pub vary: Vec<HeaderName>,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Meta {
+    Response(StoredResponse),
+    Variants(Variants),
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl Meta {
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(256);
+        out.put_u8(FORMAT);
+        match self {
+            Meta::Response(r) => {
+                out.put_u8(KIND_RESPONSE);
+                out.put_u16(r.status.as_u16());
+                out.put_u64(millis(r.request_time));
+                out.put_u64(millis(r.response_time));
+                out.put_u64(r.freshness_lifetime.as_millis() as u64);
+                out.put_u64(r.stale_while_revalidate.as_millis() as u64);
+                out.put_u64(r.stale_if_error.as_millis() as u64);
+                out.put_u8(u8::from(r.must_revalidate) | (u8::from(r.no_cache) << 1));
+                out.put_u32(r.headers.len() as u32);
+                for (name, value) in &r.headers {
+                    out.put_u16(name.as_str().len() as u16);
+                    out.put_slice(name.as_str().as_bytes());
+                    out.put_u32(value.len() as u32);
+                    out.put_slice(value.as_bytes());
+                }
+            }
+            Meta::Variants(v) => {
+                out.put_u8(KIND_VARIANTS);
+                out.put_u64(v.generation);
+                out.put_u16(v.vary.len() as u16);
+                for name in &v.vary {
+                    out.put_u16(name.as_str().len() as u16);
+                    out.put_slice(name.as_str().as_bytes());
+                }
+            }
+        }
+        out.freeze()
+    }
+
+    /// `None` for anything malformed: the entry is then treated as a miss.
+    pub fn decode(mut bytes: Bytes) -> Option<Meta> {
+        fn take(bytes: &mut Bytes, n: usize) -> Option<Bytes> {
+            (bytes.remaining() >= n).then(|| bytes.split_to(n))
+        }
+        fn u8_(b: &mut Bytes) -> Option<u8> {
+            (b.remaining() >= 1).then(|| b.get_u8())
+        }
+        fn u16_(b: &mut Bytes) -> Option<u16> {
+            (b.remaining() >= 2).then(|| b.get_u16())
+        }
+        fn u32_(b: &mut Bytes) -> Option<u32> {
+            (b.remaining() >= 4).then(|| b.get_u32())
+        }
+        fn u64_(b: &mut Bytes) -> Option<u64> {
+            (b.remaining() >= 8).then(|| b.get_u64())
+        }
+        fn name(b: &mut Bytes) -> Option<HeaderName> {
+            let len = u16_(b)? as usize;
+            HeaderName::from_bytes(&take(b, len)?).ok()
+        }
+        if u8_(&mut bytes)? != FORMAT {
+            return None;
+        }
+        match u8_(&mut bytes)? {
+            KIND_RESPONSE => {
+                let status = StatusCode::from_u16(u16_(&mut bytes)?).ok()?;
+                let request_time = time(u64_(&mut bytes)?);
+                let response_time = time(u64_(&mut bytes)?);
+                let freshness_lifetime = Duration::from_millis(u64_(&mut bytes)?);
+                let stale_while_revalidate = Duration::from_millis(u64_(&mut bytes)?);
+                let stale_if_error = Duration::from_millis(u64_(&mut bytes)?);
+                let flags = u8_(&mut bytes)?;
+                let count = u32_(&mut bytes)? as usize;
+                let mut headers = HeaderMap::with_capacity(count.min(256));
+                for _ in 0..count {
+                    let name = name(&mut bytes)?;
+                    let len = u32_(&mut bytes)? as usize;
+                    let value = HeaderValue::from_maybe_shared(take(&mut bytes, len)?).ok()?;
+                    headers.append(name, value);
+                }
+                Some(Meta::Response(StoredResponse {
+                    status,
+                    headers,
+                    request_time,
+                    response_time,
+                    freshness_lifetime,
+                    stale_while_revalidate,
+                    stale_if_error,
+                    must_revalidate: flags & 1 != 0,
+                    no_cache: flags & 2 != 0,
+                }))
+            }
+            KIND_VARIANTS => {
+                let generation = u64_(&mut bytes)?;
+                let count = u16_(&mut bytes)? as usize;
+                let vary = (0..count).map(|_| name(&mut bytes)).collect::<Option<Vec<_>>>()?;
+                Some(Meta::Variants(Variants { vary, generation }))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StoredResponse {
+        let mut headers = HeaderMap::new();
+        headers.append("content-type", HeaderValue::from_static("text/html"));
+        headers.append("set-thing", HeaderValue::from_static("a"));
+        headers.append("set-thing", HeaderValue::from_static("b"));
+        StoredResponse {
+            status: StatusCode::NOT_FOUND,
+            headers,
+            request_time: time(1_700_000_000_000),
+            response_time: time(1_700_000_000_250),
+            freshness_lifetime: Duration::from_secs(60),
+            stale_while_revalidate: Duration::from_secs(5),
+            stale_if_error: Duration::ZERO,
+            must_revalidate: true,
+            no_cache: false,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let response = Meta::Response(sample());
+        assert_eq!(Meta::decode(response.encode()), Some(response));
+        let variants = Meta::Variants(Variants {
+            vary: vec![HeaderName::from_static("accept-encoding")],
+            generation: 7,
+        });
+        assert_eq!(Meta::decode(variants.encode()), Some(variants));
+    }
+
+    #[test]
+    fn truncated_or_foreign_bytes_decode_to_none() {
+        let encoded = Meta::Response(sample()).encode();
+        for cut in 0..encoded.len() {
+            assert_eq!(Meta::decode(encoded.slice(..cut)), None, "cut at {cut}");
+        }
+        assert_eq!(Meta::decode(Bytes::from_static(b"\x09\x00")), None);
+    }
+}

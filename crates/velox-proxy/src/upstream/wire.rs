@@ -1,0 +1,283 @@
+//! The upstream side of HTTP/1.1 on the wire, pure: encoding a request head, parsing a
+//! response head and deciding how its body is delimited (RFC 9112 §6.3).
+
+use bytes::BytesMut;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+const MAX_HEADERS: usize = 128;
+
+/// How the request body is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// Serialises a request head; framing fields are decided here, not taken from `headers`.
+pub fn encode_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::Length(len) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(len.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // RFC 9110 §8.6: a body-less request that usually has one says so.
+        RequestFraming::Empty if matches!(*method, Method::POST | Method::PUT | Method::PATCH) => {
+            out.extend_from_slice(b"content-length: 0\r\n")
+        }
+        RequestFraming::Empty => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// `Connection: close` (or HTTP/1.0 without keep-alive): do not reuse the connection.
+    pub close: bool,
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("the origin's response head is too large")]
+    TooLarge,
+    #[error("the origin sent a malformed response: {0}")]
+    Malformed(&'static str),
+}
+
+/// Parses a response head from the front of `buf`, consuming it; `Ok(None)` means read more.
+/// Header values are zero-copy slices of the received bytes.
+pub fn parse_response_head(
+    buf: &mut BytesMut,
+    max_bytes: usize,
+) -> Result<Option<ResponseHead>, WireError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(WireError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(WireError::TooLarge),
+        Err(_) => return Err(WireError::Malformed("bad response head")),
+    };
+    let status = response
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(WireError::Malformed("bad status code"))?;
+    let http10 = response.version == Some(0);
+    let base = buf.as_ptr() as usize;
+    let mut spans = Vec::with_capacity(response.headers.len());
+    for field in response.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| WireError::Malformed("bad header name"))?;
+        let start = field.value.as_ptr() as usize - base;
+        spans.push((name, start, start + field.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (name, start, end) in spans {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            .map_err(|_| WireError::Malformed("bad header value"))?;
+        headers.append(name, value);
+    }
+    let close =
+        connection_has(&headers, "close") || (http10 && !connection_has(&headers, "keep-alive"));
+    Ok(Some(ResponseHead {
+        status,
+        headers,
+        close,
+    }))
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// RFC 9112 §6.3, for a response to `method`.
+pub fn response_framing(
+    method: &Method,
+    head: &ResponseHead,
+) -> Result<ResponseFraming, WireError> {
+    let status = head.status;
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(ResponseFraming::Empty);
+    }
+    if let Some(te) = head.headers.get(TRANSFER_ENCODING) {
+        let last = te
+            .to_str()
+            .unwrap_or("")
+            .rsplit(',')
+            .next()
+            .unwrap_or("")
+            .trim();
+        return Ok(if last.eq_ignore_ascii_case("chunked") {
+            ResponseFraming::Chunked
+        } else {
+            ResponseFraming::UntilClose
+        });
+    }
+    let mut length = None;
+    for value in head.headers.get_all(CONTENT_LENGTH) {
+        for part in value.to_str().unwrap_or("x").split(',') {
+            let n: u64 = part
+                .trim()
+                .parse()
+                .map_err(|_| WireError::Malformed("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(WireError::Malformed("conflicting Content-Length"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => ResponseFraming::Empty,
+        Some(n) => ResponseFraming::Length(n),
+        None => ResponseFraming::UntilClose,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Option<ResponseHead>, WireError> {
+        parse_response_head(&mut BytesMut::from(raw), 65536)
+    }
+
+    #[test]
+    fn request_head_owns_framing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("a"));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("99"));
+        let mut out = Vec::new();
+        encode_request_head(
+            &mut out,
+            &Method::POST,
+            "/x?y",
+            &headers,
+            RequestFraming::Length(3),
+        );
+        assert_eq!(
+            out,
+            b"POST /x?y HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\n"
+        );
+        out.clear();
+        encode_request_head(
+            &mut out,
+            &Method::POST,
+            "/",
+            &HeaderMap::new(),
+            RequestFraming::Empty,
+        );
+        assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        out.clear();
+        encode_request_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &HeaderMap::new(),
+            RequestFraming::Empty,
+        );
+        assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn parses_head_and_leaves_body() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: y\r\n\r\nhi");
+        let head = parse_response_head(&mut buf, 1024).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.headers["x"], "y");
+        assert!(!head.close);
+        assert_eq!(&buf[..], b"hi");
+        assert_eq!(
+            response_framing(&Method::GET, &head),
+            Ok(ResponseFraming::Length(2))
+        );
+        assert_eq!(
+            response_framing(&Method::HEAD, &head),
+            Ok(ResponseFraming::Empty)
+        );
+    }
+
+    #[test]
+    fn framing_rules_rfc9112_6_3() {
+        let chunked =
+            parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            response_framing(&Method::GET, &chunked),
+            Ok(ResponseFraming::Chunked)
+        );
+        let close = parse("HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
+        assert!(close.close);
+        assert_eq!(
+            response_framing(&Method::GET, &close),
+            Ok(ResponseFraming::UntilClose)
+        );
+        let not_modified = parse("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            response_framing(&Method::GET, &not_modified),
+            Ok(ResponseFraming::Empty)
+        );
+        let conflicting =
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(response_framing(&Method::GET, &conflicting).is_err());
+    }
+
+    #[test]
+    fn partial_and_oversized_heads() {
+        assert!(parse("HTTP/1.1 200 OK\r\nX:").unwrap().is_none());
+        let big = format!("HTTP/1.1 200 OK\r\nX: {}\r\n", "a".repeat(100));
+        assert_eq!(
+            parse_response_head(&mut BytesMut::from(big.as_str()), 64).unwrap_err(),
+            WireError::TooLarge
+        );
+        assert!(parse("NOT HTTP\r\n\r\n").is_err());
+    }
+}

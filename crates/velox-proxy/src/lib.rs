@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod body;
+pub mod cache;
 pub mod errors;
 pub mod forward;
 pub mod h1;

@@ -1,7 +1,7 @@
-//! The request path: route, forward to the upstream, hand the response back.
-//! Later stages (guard, cache lookup, transforms) slot in here, in this order.
+//! The request path: route, consult the cache, forward to the upstream, hand the response back.
 
 use crate::body::Body;
+use crate::cache::{Cache, RouteCache};
 use crate::errors::{error_response, CACHE_STATUS, CACHE_STATUS_BYPASS};
 use crate::forward;
 use crate::handler::{ConnInfo, Handler};
@@ -17,12 +17,16 @@ use velox_config::Config;
 pub struct Runtime {
     pub config: Config,
     upstreams: Vec<Arc<Upstream>>,
-    /// For each route, the index of its upstream.
+    /// For each route: the index of its upstream, and its cache policy.
     route_upstream: Vec<usize>,
+    route_cache: Vec<Arc<RouteCache>>,
+    cache: Option<Arc<Cache>>,
+    via: Arc<str>,
 }
 
 impl Runtime {
-    pub fn build(config: Config) -> anyhow::Result<Runtime> {
+    /// `cache` outlives reloads (it owns the store under data_dir); routes and upstreams do not.
+    pub fn build(config: Config, cache: Option<Arc<Cache>>) -> anyhow::Result<Runtime> {
         let upstreams = config
             .upstreams
             .iter()
@@ -38,10 +42,19 @@ impl Runtime {
                     .ok_or_else(|| anyhow::anyhow!("no upstream named {:?}", route.upstream))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let route_cache = config
+            .routes
+            .iter()
+            .map(|route| RouteCache::from_config(&route.cache).map(Arc::new))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let via = Arc::from(config.server.via.as_str());
         Ok(Runtime {
             config,
             upstreams,
             route_upstream,
+            route_cache,
+            cache,
+            via,
         })
     }
 }
@@ -68,7 +81,7 @@ impl Proxy {
 }
 
 /// The host a request is for: the target's authority if absolute-form or h2, else `Host`.
-fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
     uri.authority()
         .map(|a| a.as_str())
         .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
@@ -85,85 +98,103 @@ impl Handler for Proxy {
                 "no route matches this host and path",
             );
         };
-        let upstream = &runtime.upstreams[runtime.route_upstream[route]];
-        let mut response = forward_to(upstream, req, conn, &runtime.config.server.via).await;
-        response
-            .headers_mut()
-            .insert(CACHE_STATUS, HeaderValue::from_static(CACHE_STATUS_BYPASS));
-        response
+        let forward = Forward {
+            upstream: runtime.upstreams[runtime.route_upstream[route]].clone(),
+            conn,
+            via: runtime.via.clone(),
+        };
+        let route_cache = &runtime.route_cache[route];
+        match &runtime.cache {
+            Some(cache) if route_cache.enabled => cache.handle(req, route_cache, forward).await,
+            _ => {
+                let mut response = forward.send(req).await;
+                response
+                    .headers_mut()
+                    .insert(CACHE_STATUS, HeaderValue::from_static(CACHE_STATUS_BYPASS));
+                response
+            }
+        }
     }
 }
 
-async fn forward_to(
-    upstream: &Upstream,
-    req: Request<Body>,
-    conn: ConnInfo,
-    via: &str,
-) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
-    let host = request_host(&parts.uri, &parts.headers).and_then(|h| HeaderValue::from_str(h).ok());
-    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
-    let protocol = client_upgrade
-        .as_ref()
-        .and_then(|_| parts.headers.get(UPGRADE).cloned());
-    let received = parts.version;
+/// Sends requests of one client connection to one upstream; cheap to clone, so a background
+/// refresh can keep one.
+#[derive(Clone)]
+pub struct Forward {
+    pub upstream: Arc<Upstream>,
+    pub conn: ConnInfo,
+    pub via: Arc<str>,
+}
 
-    let headers = &mut parts.headers;
-    forward::strip_hop_by_hop(headers);
-    forward::add_forwarded(headers, conn.peer.ip(), conn.tls, host.as_ref());
-    forward::add_via(headers, received, via);
-    if let Some(protocol) = &protocol {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(UPGRADE, protocol.clone());
-    }
-    // Host is preserved unless the upstream rewrites it; h2 requests carry it as :authority.
-    if let Some(host) = upstream.host_header.clone().or(host) {
-        headers.insert(HOST, host);
-    }
-    parts.version = Version::HTTP_11;
+impl Forward {
+    /// Forwards `req` with this hop's header rules; errors become 502/504 responses.
+    pub async fn send(&self, req: Request<Body>) -> Response<Body> {
+        let (mut parts, body) = req.into_parts();
+        let host =
+            request_host(&parts.uri, &parts.headers).and_then(|h| HeaderValue::from_str(h).ok());
+        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+        let protocol = client_upgrade
+            .as_ref()
+            .and_then(|_| parts.headers.get(UPGRADE).cloned());
+        let received = parts.version;
 
-    let mut response = match upstream.send(Request::from_parts(parts, body)).await {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
-            return error_response(e.status(), e.code(), &e.to_string());
+        let headers = &mut parts.headers;
+        forward::strip_hop_by_hop(headers);
+        forward::add_forwarded(headers, self.conn.peer.ip(), self.conn.tls, host.as_ref());
+        forward::add_via(headers, received, &self.via);
+        if let Some(protocol) = &protocol {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(UPGRADE, protocol.clone());
         }
-    };
+        // Host is preserved unless the upstream rewrites it; h2 requests carry it as :authority.
+        if let Some(host) = self.upstream.host_header.clone().or(host) {
+            headers.insert(HOST, host);
+        }
+        parts.version = Version::HTTP_11;
 
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    match (switching, client_upgrade) {
-        (true, Some(client)) => {
-            let Some(origin) = response
-                .extensions()
-                .get::<crate::upstream::OriginUpgrade>()
-                .and_then(|u| u.take())
-            else {
+        let mut response = match self.upstream.send(Request::from_parts(parts, body)).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(upstream = %self.upstream.name, error = %e, "upstream request failed");
+                return error_response(e.status(), e.code(), &e.to_string());
+            }
+        };
+
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        match (switching, client_upgrade) {
+            (true, Some(client)) => {
+                let Some(origin) = response
+                    .extensions()
+                    .get::<crate::upstream::OriginUpgrade>()
+                    .and_then(|u| u.take())
+                else {
+                    return error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream-failed",
+                        "the origin's upgrade was lost",
+                    );
+                };
+                crate::tunnel::spawn(client, origin);
+                let upgrade = response.headers().get(UPGRADE).cloned();
+                forward::strip_hop_by_hop(response.headers_mut());
+                if let Some(upgrade) = upgrade {
+                    response.headers_mut().insert(UPGRADE, upgrade);
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                }
+            }
+            (true, None) => {
                 return error_response(
                     StatusCode::BAD_GATEWAY,
-                    "upstream-failed",
-                    "the origin's upgrade was lost",
+                    "upstream-unexpected-upgrade",
+                    "the origin switched protocols unasked",
                 );
-            };
-            crate::tunnel::spawn(client, origin);
-            let upgrade = response.headers().get(UPGRADE).cloned();
-            forward::strip_hop_by_hop(response.headers_mut());
-            if let Some(upgrade) = upgrade {
-                response.headers_mut().insert(UPGRADE, upgrade);
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             }
+            (false, _) => forward::strip_hop_by_hop(response.headers_mut()),
         }
-        (true, None) => {
-            return error_response(
-                StatusCode::BAD_GATEWAY,
-                "upstream-unexpected-upgrade",
-                "the origin switched protocols unasked",
-            );
-        }
-        (false, _) => forward::strip_hop_by_hop(response.headers_mut()),
+        let version = response.version();
+        forward::add_via(response.headers_mut(), version, &self.via);
+        response
     }
-    let version = response.version();
-    forward::add_via(response.headers_mut(), version, via);
-    response
 }

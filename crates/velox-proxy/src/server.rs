@@ -53,6 +53,9 @@ pub struct Server {
     drain: watch::Sender<bool>,
     source: ConfigSource,
     admin_addr: Option<SocketAddr>,
+    /// The cache owns its store under data_dir, so it lives as long as the process.
+    cache: Option<Arc<crate::cache::Cache>>,
+    cache_config: velox_config::CacheConfig,
 }
 
 fn conn_limits(config: &Config) -> ConnLimits {
@@ -102,7 +105,9 @@ impl Server {
         };
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let limits = conn_limits(&config);
-        let runtime = Runtime::build(config)?;
+        let cache = crate::cache::Cache::open(&config).context("opening the cache")?;
+        let cache_config = config.cache.clone();
+        let runtime = Runtime::build(config, cache.clone())?;
         let (drain, drain_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             proxy: Arc::new(Proxy::new(runtime)),
@@ -116,6 +121,8 @@ impl Server {
             drain,
             source,
             admin_addr,
+            cache,
+            cache_config,
         });
         let mut bound = Vec::new();
         for (addr, tls) in wanted {
@@ -189,7 +196,10 @@ impl Server {
         let config = self.source.load()?;
         let mut listeners = self.listeners.lock().await;
         let wanted = wanted_listeners(&config)?;
-        let runtime = Runtime::build(config.clone())?;
+        let runtime = Runtime::build(config.clone(), self.cache.clone())?;
+        if config.cache != self.cache_config {
+            tracing::warn!("[cache] changed: cache sizes and fields take effect only on restart");
+        }
         if config.admin.listen.is_some() && config.admin.listen != self.admin_addr {
             tracing::warn!("admin.listen changed: the admin listener moves only on restart");
         }

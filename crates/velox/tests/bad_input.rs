@@ -263,7 +263,10 @@ fn assert_velox_error(response: &RawResponse, status: u16, code: &str) {
 async fn assert_still_serving(velox: &Velox) {
     let reply = get(&velox.url("/echo")).await;
     assert_eq!(reply.status, 200, "a normal GET after bad input");
-    assert_eq!(reply.header("cache-status"), Some("velox; fwd=bypass"));
+    assert_eq!(
+        reply.header("cache-status"),
+        Some("velox; fwd=uri-miss; fwd-status=200")
+    );
 }
 
 const LIMIT: Duration = Duration::from_secs(5);

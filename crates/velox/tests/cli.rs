@@ -557,7 +557,10 @@ async fn one_liner_proxies_to_the_origin() {
     let velox = one_liner(origin.addr, &[], &[]).await;
     let reply = get(&format!("http://{}/echo?from=cli", velox.addr)).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.header("cache-status"), Some("velox; fwd=bypass"));
+    assert_eq!(
+        reply.header("cache-status"),
+        Some("velox; fwd=uri-miss; fwd-status=200")
+    );
     assert_eq!(reply.json()["uri"].as_str(), Some("/echo?from=cli"));
     let health = get(&format!("http://{}/healthz", velox.admin)).await;
     assert_eq!(

@@ -472,7 +472,7 @@ async fn sighup_reload_switches_a_route_to_another_upstream() {
         reply.header("x-velox-error"),
         Some("upstream-connect-failed")
     );
-    assert_eq!(reply.header("cache-status"), Some("velox; fwd=bypass"));
+    assert_eq!(reply.header("cache-status"), Some("velox; fwd=uri-miss"));
 }
 
 #[tokio::test]
@@ -509,7 +509,10 @@ async fn api_reload_keeps_a_live_connection_open() {
         second.status, 200,
         "request on the kept connection after reload"
     );
-    assert_eq!(second.header("cache-status"), Some("velox; fwd=bypass"));
+    assert_eq!(
+        second.header("cache-status"),
+        Some("velox; fwd=uri-miss; fwd-status=200")
+    );
     let third = conn.get("/three").await;
     assert_eq!(third.status, 200);
     // And the new config is in force (checked on a fresh connection).

@@ -253,7 +253,10 @@ async fn http11_keep_alive_serves_two_requests_on_one_connection() {
         .expect("first response");
     assert_eq!(first.status_line, "HTTP/1.1 200 OK");
     assert_eq!(first.body, b"status 200\n");
-    assert_eq!(first.header("cache-status"), Some("velox; fwd=bypass"));
+    assert_eq!(
+        first.header("cache-status"),
+        Some("velox; fwd=uri-miss; fwd-status=200")
+    );
     assert!(
         !first
             .all("connection")
@@ -352,7 +355,7 @@ async fn h2c_prior_knowledge_reaches_the_origin_with_via_2() {
             .headers()
             .get("cache-status")
             .and_then(|v| v.to_str().ok()),
-        Some("velox; fwd=bypass")
+        Some("velox; fwd=uri-miss; fwd-status=200")
     );
     let body = response
         .into_body()
@@ -486,7 +489,10 @@ async fn hop_by_hop_response_headers_are_not_forwarded() {
             "client saw Connection: {value}"
         );
     }
-    assert_eq!(reply.header("cache-status"), Some("velox; fwd=bypass"));
+    assert_eq!(
+        reply.header("cache-status"),
+        Some("velox; fwd=uri-miss; fwd-status=200")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -514,7 +520,7 @@ async fn upstream_with_nothing_listening_gives_502() {
         reply.header("x-velox-error"),
         Some("upstream-connect-failed")
     );
-    assert_eq!(reply.header("cache-status"), Some("velox; fwd=bypass"));
+    assert_eq!(reply.header("cache-status"), Some("velox; fwd=uri-miss"));
     assert_eq!(
         reply.header("content-type"),
         Some("text/plain; charset=utf-8")
@@ -540,7 +546,7 @@ async fn slow_upstream_gives_504_after_first_byte_timeout() {
     let elapsed = started.elapsed();
     assert_eq!(reply.status, 504);
     assert_eq!(reply.header("x-velox-error"), Some("upstream-timeout"));
-    assert_eq!(reply.header("cache-status"), Some("velox; fwd=bypass"));
+    assert_eq!(reply.header("cache-status"), Some("velox; fwd=uri-miss"));
     assert!(String::from_utf8_lossy(&reply.body).starts_with("504 Gateway Timeout"));
     assert!(
         elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(3500),

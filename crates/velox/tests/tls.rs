@@ -273,7 +273,7 @@ async fn alpn_h2_negotiates_http2_and_reaches_the_origin() {
             .headers()
             .get("cache-status")
             .and_then(|v| v.to_str().ok()),
-        Some("velox; fwd=bypass")
+        Some("velox; fwd=uri-miss; fwd-status=200")
     );
     let body = response
         .into_body()

@@ -15,6 +15,34 @@ use tokio::sync::Notify;
 pub struct SharedHead {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    pub length: u64,
+    /// The leader's secondary key under the response's Vary: a follower may share the
+    /// response only if its own request selects the same variant (RFC 9111 §4.1).
+    secondary: Option<String>,
+}
+
+impl SharedHead {
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        length: u64,
+        leader_request: &HeaderMap,
+    ) -> Self {
+        let secondary =
+            velox_cache::policy::secondary_key(headers.get_all(http::header::VARY), leader_request);
+        SharedHead {
+            status,
+            headers,
+            length,
+            secondary,
+        }
+    }
+
+    pub fn matches(&self, request: &HeaderMap) -> bool {
+        let mine =
+            velox_cache::policy::secondary_key(self.headers.get_all(http::header::VARY), request);
+        mine.is_some() && mine == self.secondary
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -37,8 +65,26 @@ pub struct Inflight {
 }
 
 impl Inflight {
+    fn new() -> Inflight {
+        Inflight {
+            state: Mutex::new(State {
+                head: HeadState::Pending,
+                chunks: Vec::new(),
+                end: None,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    /// A fetch nobody else can join (a revalidation, or a follower's own fetch).
+    pub fn detached() -> Arc<Inflight> {
+        Arc::new(Inflight::new())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn update(&self, f: impl FnOnce(&mut State)) {
@@ -56,10 +102,6 @@ impl Inflight {
 
     pub fn finish(&self, result: Result<(), String>) {
         self.update(|s| s.end = Some(result));
-    }
-
-    pub fn is_complete(&self) -> bool {
-        matches!(self.lock().end, Some(Ok(())))
     }
 
     /// Waits for the leader's decision: the shared head, or `None` when the followers are on their own.
@@ -83,47 +125,43 @@ impl Inflight {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match &self.lock().end {
-                Some(result) => return result.is_ok(),
-                None => {}
+            if let Some(result) = &self.lock().end {
+                return result.is_ok();
             }
             notified.await;
         }
     }
 
-    /// All chunks so far (the whole body once complete).
-    pub fn chunks(&self) -> Vec<Bytes> {
-        self.lock().chunks.clone()
-    }
-
     /// A body that streams the shared fetch from its first byte, following it as it grows.
     pub fn reader(self: &Arc<Self>) -> Body {
-        let stream = futures_util::stream::unfold((self.clone(), 0usize), |(inflight, next)| async move {
-            if next == usize::MAX {
-                return None;
-            }
-            loop {
-                let notified = inflight.changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                {
-                    let state = inflight.lock();
-                    if let Some(chunk) = state.chunks.get(next) {
-                        let frame: Result<Frame<Bytes>, BoxError> = Ok(Frame::data(chunk.clone()));
-                        return Some((frame, (inflight.clone(), next + 1)));
-                    }
-                    match &state.end {
-                        Some(Ok(())) => return None,
-                        Some(Err(e)) => {
-                            let error: BoxError = e.clone().into();
-                            return Some((Err(error), (inflight.clone(), usize::MAX)));
-                        }
-                        None => {}
-                    }
+        let stream =
+            futures_util::stream::unfold((self.clone(), 0usize), |(inflight, next)| async move {
+                if next == usize::MAX {
+                    return None;
                 }
-                notified.await;
-            }
-        });
+                loop {
+                    let notified = inflight.changed.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    {
+                        let state = inflight.lock();
+                        if let Some(chunk) = state.chunks.get(next) {
+                            let frame: Result<Frame<Bytes>, BoxError> =
+                                Ok(Frame::data(chunk.clone()));
+                            return Some((frame, (inflight.clone(), next + 1)));
+                        }
+                        match &state.end {
+                            Some(Ok(())) => return None,
+                            Some(Err(e)) => {
+                                let error: BoxError = e.clone().into();
+                                return Some((Err(error), (inflight.clone(), usize::MAX)));
+                            }
+                            None => {}
+                        }
+                    }
+                    notified.await;
+                }
+            });
         StreamBody::new(stream).boxed_unsync()
     }
 }
@@ -142,7 +180,9 @@ pub struct Coalescer {
 
 impl Coalescer {
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Inflight>>> {
-        self.inflight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inflight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn join(self: &Arc<Self>, key: &str) -> Role {
@@ -150,14 +190,7 @@ impl Coalescer {
         if let Some(existing) = map.get(key) {
             return Role::Follower(existing.clone());
         }
-        let inflight = Arc::new(Inflight {
-            state: Mutex::new(State {
-                head: HeadState::Pending,
-                chunks: Vec::new(),
-                end: None,
-            }),
-            changed: Notify::new(),
-        });
+        let inflight = Arc::new(Inflight::new());
         map.insert(key.to_owned(), inflight.clone());
         Role::Leader(LeaderGuard {
             key: key.to_owned(),
@@ -166,6 +199,7 @@ impl Coalescer {
         })
     }
 
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.map().len()
     }
@@ -179,6 +213,7 @@ pub struct LeaderGuard {
 
 impl LeaderGuard {
     /// Followers fetch for themselves; new requests no longer join this fetch.
+    #[cfg(test)]
     pub fn release(self) {}
 }
 
@@ -186,7 +221,10 @@ impl Drop for LeaderGuard {
     fn drop(&mut self) {
         {
             let mut map = self.coalescer.map();
-            if map.get(&self.key).is_some_and(|i| Arc::ptr_eq(i, &self.inflight)) {
+            if map
+                .get(&self.key)
+                .is_some_and(|i| Arc::ptr_eq(i, &self.inflight))
+            {
                 map.remove(&self.key);
             }
         }
@@ -208,12 +246,18 @@ mod tests {
     #[tokio::test]
     async fn followers_join_and_stream_as_chunks_arrive() {
         let coalescer = Arc::new(Coalescer::default());
-        let Role::Leader(leader) = coalescer.join("k") else { panic!("first is leader") };
-        let Role::Follower(follower) = coalescer.join("k") else { panic!("second follows") };
-        leader.inflight.share(SharedHead {
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-        });
+        let Role::Leader(leader) = coalescer.join("k") else {
+            panic!("first is leader")
+        };
+        let Role::Follower(follower) = coalescer.join("k") else {
+            panic!("second follows")
+        };
+        leader.inflight.share(SharedHead::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            4,
+            &HeaderMap::new(),
+        ));
         assert!(follower.head().await.is_some());
         let mut body = follower.reader();
         leader.inflight.push(Bytes::from_static(b"ab"));
@@ -230,8 +274,12 @@ mod tests {
     #[tokio::test]
     async fn dropped_leader_releases_followers() {
         let coalescer = Arc::new(Coalescer::default());
-        let Role::Leader(leader) = coalescer.join("k") else { panic!() };
-        let Role::Follower(follower) = coalescer.join("k") else { panic!() };
+        let Role::Leader(leader) = coalescer.join("k") else {
+            panic!()
+        };
+        let Role::Follower(follower) = coalescer.join("k") else {
+            panic!()
+        };
         leader.release();
         assert!(follower.head().await.is_none());
         assert!(matches!(coalescer.join("k"), Role::Leader(_)));

@@ -14,8 +14,8 @@ const KIND_VARIANTS: u8 = 1;
 pub struct StoredResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    /// When the request that produced it was sent, and when its head arrived (RFC 9111 §4.2.3).
-    pub request_time: SystemTime,
+    /// RFC 9111 §4.2.3: the age it had on arrival, and when its head arrived.
+    pub corrected_initial_age: Duration,
     pub response_time: SystemTime,
     /// Decided at store time from the origin's headers and the route's policy.
     pub freshness_lifetime: Duration,
@@ -41,7 +41,8 @@ pub enum Meta {
 }
 
 fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn time(ms: u64) -> SystemTime {
@@ -56,7 +57,7 @@ impl Meta {
             Meta::Response(r) => {
                 out.put_u8(KIND_RESPONSE);
                 out.put_u16(r.status.as_u16());
-                out.put_u64(millis(r.request_time));
+                out.put_u64(r.corrected_initial_age.as_millis() as u64);
                 out.put_u64(millis(r.response_time));
                 out.put_u64(r.freshness_lifetime.as_millis() as u64);
                 out.put_u64(r.stale_while_revalidate.as_millis() as u64);
@@ -110,7 +111,7 @@ impl Meta {
         match u8_(&mut bytes)? {
             KIND_RESPONSE => {
                 let status = StatusCode::from_u16(u16_(&mut bytes)?).ok()?;
-                let request_time = time(u64_(&mut bytes)?);
+                let corrected_initial_age = Duration::from_millis(u64_(&mut bytes)?);
                 let response_time = time(u64_(&mut bytes)?);
                 let freshness_lifetime = Duration::from_millis(u64_(&mut bytes)?);
                 let stale_while_revalidate = Duration::from_millis(u64_(&mut bytes)?);
@@ -127,7 +128,7 @@ impl Meta {
                 Some(Meta::Response(StoredResponse {
                     status,
                     headers,
-                    request_time,
+                    corrected_initial_age,
                     response_time,
                     freshness_lifetime,
                     stale_while_revalidate,
@@ -139,7 +140,9 @@ impl Meta {
             KIND_VARIANTS => {
                 let generation = u64_(&mut bytes)?;
                 let count = u16_(&mut bytes)? as usize;
-                let vary = (0..count).map(|_| name(&mut bytes)).collect::<Option<Vec<_>>>()?;
+                let vary = (0..count)
+                    .map(|_| name(&mut bytes))
+                    .collect::<Option<Vec<_>>>()?;
                 Some(Meta::Variants(Variants { vary, generation }))
             }
             _ => None,
@@ -159,7 +162,7 @@ mod tests {
         StoredResponse {
             status: StatusCode::NOT_FOUND,
             headers,
-            request_time: time(1_700_000_000_000),
+            corrected_initial_age: Duration::from_secs(3),
             response_time: time(1_700_000_000_250),
             freshness_lifetime: Duration::from_secs(60),
             stale_while_revalidate: Duration::from_secs(5),

@@ -1,0 +1,852 @@
+//! The cache stage of the request path (RFC 9111): look up, serve fresh, revalidate stale,
+//! coalesce misses into one origin fetch whose body fans out to every waiting client while
+//! it is stored, serve stale on error, and invalidate after unsafe methods.
+//!
+//! Decisions come from `velox_cache::policy` (pure); bytes live in `velox_cache::store`.
+
+mod coalesce;
+mod meta;
+mod serve;
+
+use crate::body::{self, Body};
+use crate::errors::error_response;
+use crate::proxy::{request_host, Forward};
+use coalesce::{Coalescer, Inflight, Role, SharedHead};
+use http::header::{AUTHORIZATION, IF_RANGE, RANGE, VARY};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use meta::{Meta, StoredResponse, Variants};
+use serve::{respond, set_cache_status, Entry};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use velox_cache::policy::conditional::{
+    freshen_headers, not_modified_applies, validation_headers, PRECONDITION_HEADERS,
+};
+use velox_cache::policy::vary::VaryFields;
+use velox_cache::policy::{
+    invalidations, may_serve_stale_on_error, primary_key, request_directives, secondary_key,
+    select_response_directives, serve_decision, storability, AgeInputs, CacheControl, CacheStatus,
+    Fwd, KeyRules, RoutePolicy, ServeDecision, Storability, StoreDecision, StoreInput,
+    StoredFreshness, TtlMode,
+};
+use velox_cache::store::{Store, StoreConfig};
+use velox_config::{CacheMode, Config, RouteCacheConfig};
+
+/// A route's cache policy, prepared once per configuration.
+pub struct RouteCache {
+    pub enabled: bool,
+    policy: RoutePolicy,
+    key: KeyRules,
+    ignore_client_no_cache: bool,
+}
+
+impl RouteCache {
+    pub fn from_config(config: &RouteCacheConfig) -> anyhow::Result<RouteCache> {
+        let ttl_mode = match config.mode {
+            CacheMode::Override => {
+                TtlMode::Override(config.ttl.map(|t| t.get()).unwrap_or_default())
+            }
+            CacheMode::OptIn => TtlMode::OptIn,
+            CacheMode::Respect | CacheMode::Bypass => TtlMode::Respect,
+        };
+        let status_ttls = config
+            .status_ttl
+            .iter()
+            .map(|(code, ttl)| Ok((code.parse::<u16>()?, ttl.get())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let include_headers = config
+            .key
+            .headers
+            .iter()
+            .map(|h| HeaderName::from_bytes(h.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RouteCache {
+            enabled: config.mode != CacheMode::Bypass,
+            policy: RoutePolicy {
+                ttl_mode,
+                default_ttl: config.default_ttl.map(|t| t.get()),
+                status_ttls,
+                store_set_cookie: config.store_set_cookie,
+                stale_if_error_grace: config.stale_if_error.get(),
+                ..RoutePolicy::default()
+            },
+            key: KeyRules {
+                drop: config.key.drop_query.clone(),
+                keep_only: config.key.keep_query.clone(),
+                sort: config.key.sort_query,
+                include_headers,
+                include_cookies: config.key.cookies.clone(),
+            },
+            ignore_client_no_cache: config.ignore_client_no_cache,
+        })
+    }
+}
+
+/// What the cache needs to know of the request after handing its body on.
+#[derive(Clone)]
+struct RequestFacts {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    directives: Arc<CacheControl>,
+    primary: String,
+}
+
+impl RequestFacts {
+    /// A fresh body-less request to the origin: the client's, minus its own preconditions and
+    /// range, so the response is complete and can serve everyone.
+    fn origin_request(&self) -> Request<Body> {
+        let mut request = Request::new(body::empty());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        let mut headers = self.headers.clone();
+        for name in PRECONDITION_HEADERS.iter().chain([&RANGE, &IF_RANGE]) {
+            headers.remove(name);
+        }
+        *request.headers_mut() = headers;
+        request
+    }
+
+    /// The client's own request, range included, for passing a large range through.
+    fn client_request(&self) -> Request<Body> {
+        let mut request = self.origin_request();
+        request.headers_mut().clone_from(&self.headers);
+        request
+    }
+
+    fn wants_part_or_condition(&self) -> bool {
+        self.headers.contains_key(RANGE)
+            || PRECONDITION_HEADERS
+                .iter()
+                .any(|h| self.headers.contains_key(h))
+    }
+}
+
+pub struct Cache {
+    store: Arc<Store>,
+    coalescer: Arc<Coalescer>,
+    refreshing: Mutex<HashSet<String>>,
+    targeted: Vec<HeaderName>,
+    forward_targeted: bool,
+    expose_key: bool,
+    range_fetch_max: u64,
+    max_object: u64,
+    generation: AtomicU64,
+}
+
+const VELOX_DEBUG: &str = "velox-debug";
+
+impl Cache {
+    /// Opens the store under `data_dir/cache`; `None` when the cache is disabled.
+    pub fn open(config: &Config) -> anyhow::Result<Option<Arc<Cache>>> {
+        let c = &config.cache;
+        if !c.enabled {
+            return Ok(None);
+        }
+        let mut store_config = StoreConfig::new(config.server.data_dir.join("cache"));
+        store_config.memory_bytes = c.memory_size.bytes();
+        store_config.disk_bytes = c.disk_size.bytes();
+        store_config.max_object_bytes = c.max_object_size.bytes();
+        let store = Store::open(store_config)?;
+        let targeted = c
+            .targeted_fields
+            .iter()
+            .map(|f| HeaderName::from_bytes(f.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        Ok(Some(Arc::new(Cache {
+            store: Arc::new(store),
+            coalescer: Arc::new(Coalescer::default()),
+            refreshing: Mutex::new(HashSet::new()),
+            targeted,
+            forward_targeted: c.forward_targeted_fields,
+            expose_key: c.expose_key,
+            range_fetch_max: c.range_fetch_max.bytes(),
+            max_object: c.max_object_size.bytes(),
+            generation: AtomicU64::new(seed),
+        })))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Body>,
+        route: &Arc<RouteCache>,
+        fwd: Forward,
+    ) -> Response<Body> {
+        let scheme = if fwd.conn.tls { "https" } else { "http" };
+        let authority = request_host(req.uri(), req.headers())
+            .unwrap_or("")
+            .to_owned();
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let primary = primary_key(
+            scheme,
+            &authority,
+            &path_and_query,
+            req.headers(),
+            &route.key,
+        );
+        let show_key = self.expose_key
+            || req
+                .headers()
+                .get(VELOX_DEBUG)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"key"));
+
+        // Upgrades (WebSocket) are tunnels, not cacheable exchanges.
+        if req
+            .extensions()
+            .get::<crate::transport::OnUpgrade>()
+            .is_some()
+        {
+            let mut response = fwd.send(req).await;
+            set_cache_status(
+                response.headers_mut(),
+                &CacheStatus::forward(Fwd::Request).with_detail("upgrade"),
+            );
+            return response;
+        }
+        let method = req.method().clone();
+        if method != Method::GET && method != Method::HEAD {
+            let mut response = fwd.send(req).await;
+            if !velox_cache::policy::invalidation::is_safe_method(&method) {
+                for uri in invalidations(
+                    &method,
+                    response.status(),
+                    scheme,
+                    &authority,
+                    &path_and_query,
+                    response.headers(),
+                ) {
+                    let key = primary_key(
+                        &uri.scheme,
+                        &uri.authority,
+                        &uri.path_and_query,
+                        &HeaderMap::new(),
+                        &route.key,
+                    );
+                    self.store.remove(&key);
+                }
+            }
+            set_cache_status(response.headers_mut(), &CacheStatus::forward(Fwd::Method));
+            if show_key {
+                append_key(response.headers_mut(), &primary);
+            }
+            return response;
+        }
+
+        let facts = RequestFacts {
+            method,
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+            directives: Arc::new(request_directives(req.headers())),
+            primary: primary.clone(),
+        };
+        let now = SystemTime::now();
+        let found = self.lookup(&facts.primary, &facts.headers).await;
+        let mut response = match found {
+            Found::Hit(entry) => self.serve_found(req, facts, route, fwd, entry, now).await,
+            Found::VaryMiss | Found::Miss if facts.directives.only_if_cached => {
+                let mut response = error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "only-if-cached",
+                    "not in cache and the request said only-if-cached",
+                );
+                set_cache_status(
+                    response.headers_mut(),
+                    &CacheStatus::forward(Fwd::UriMiss).with_detail("only-if-cached"),
+                );
+                response
+            }
+            Found::VaryMiss => self.fetch(req, facts, route, fwd, Fwd::VaryMiss).await,
+            Found::Miss => self.fetch(req, facts, route, fwd, Fwd::UriMiss).await,
+        };
+        if show_key {
+            append_key(response.headers_mut(), &primary);
+        }
+        response
+    }
+
+    async fn serve_found(
+        self: &Arc<Self>,
+        req: Request<Body>,
+        facts: RequestFacts,
+        route: &Arc<RouteCache>,
+        fwd: Forward,
+        entry: Entry,
+        now: SystemTime,
+    ) -> Response<Body> {
+        let freshness = freshness_of(&entry, now);
+        let hit = |detail: Option<&str>| {
+            let status = CacheStatus::hit().with_ttl(freshness.ttl_seconds());
+            match detail {
+                Some(d) => status.with_detail(d),
+                None => status,
+            }
+        };
+        let served =
+            match serve_decision(&freshness, &facts.directives, route.ignore_client_no_cache) {
+                ServeDecision::Fresh | ServeDecision::StaleAccepted => {
+                    respond(&facts.method, &facts.headers, &entry, &hit(None), now)
+                }
+                ServeDecision::StaleWhileRevalidate => {
+                    self.refresh_in_background(&facts, route, &fwd, &entry);
+                    respond(
+                        &facts.method,
+                        &facts.headers,
+                        &entry,
+                        &hit(Some("stale-while-revalidate")),
+                        now,
+                    )
+                }
+                ServeDecision::GatewayTimeout => {
+                    let mut response = error_response(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "only-if-cached",
+                        "the stored response is stale and the request said only-if-cached",
+                    );
+                    set_cache_status(
+                        response.headers_mut(),
+                        &CacheStatus::forward(Fwd::Stale).with_detail("only-if-cached"),
+                    );
+                    return response;
+                }
+                ServeDecision::Revalidate => {
+                    return self.revalidate(facts, route, fwd, entry).await
+                }
+            };
+        match served {
+            Some(response) => response,
+            // Preconditions only the origin may judge: pass the request on as it is.
+            None => {
+                let mut response = fwd.send(req).await;
+                set_cache_status(response.headers_mut(), &CacheStatus::forward(Fwd::Request));
+                response
+            }
+        }
+    }
+
+    /// Finds the stored response for this request, following a Vary marker to its variant.
+    async fn lookup(&self, primary: &str, headers: &HeaderMap) -> Found {
+        let Some((object, meta)) = self.get(primary).await else {
+            return Found::Miss;
+        };
+        match meta {
+            Meta::Response(meta) => Found::Hit(Entry {
+                object,
+                meta: Arc::new(meta),
+                key: primary.to_owned(),
+            }),
+            Meta::Variants(variants) => {
+                let Some(key) = variant_key(primary, &variants, headers) else {
+                    return Found::VaryMiss;
+                };
+                match self.get(&key).await {
+                    Some((object, Meta::Response(meta))) => Found::Hit(Entry {
+                        object,
+                        meta: Arc::new(meta),
+                        key,
+                    }),
+                    _ => Found::VaryMiss,
+                }
+            }
+        }
+    }
+
+    async fn get(&self, key: &str) -> Option<(Arc<velox_cache::store::Object>, Meta)> {
+        let object = match self.store.get_memory(key) {
+            Some(object) => object,
+            None => {
+                // The disk tier reads files: off the async threads.
+                let store = self.store.clone();
+                let key = key.to_owned();
+                tokio::task::spawn_blocking(move || store.get(&key))
+                    .await
+                    .ok()??
+            }
+        };
+        let meta = Meta::decode(object.meta().clone())?;
+        Some((object, meta))
+    }
+
+    /// A miss: join the fetch already in flight for this key, or lead one.
+    async fn fetch(
+        self: &Arc<Self>,
+        req: Request<Body>,
+        facts: RequestFacts,
+        route: &Arc<RouteCache>,
+        fwd: Forward,
+        reason: Fwd,
+    ) -> Response<Body> {
+        // HEAD and byte ranges of large objects are passed through rather than filling the cache.
+        if facts.method == Method::HEAD {
+            let mut response = fwd.send(req).await;
+            set_cache_status(response.headers_mut(), &CacheStatus::forward(reason));
+            return response;
+        }
+        drop(req);
+        match self.coalescer.join(&facts.primary) {
+            Role::Leader(guard) => {
+                let request_time = SystemTime::now();
+                let response = fwd.send(facts.origin_request()).await;
+                self.admit(
+                    &facts,
+                    route,
+                    &fwd,
+                    response,
+                    request_time,
+                    Some(guard),
+                    reason,
+                )
+                .await
+            }
+            Role::Follower(inflight) => {
+                if let Some(head) = inflight.head().await {
+                    if head.matches(&facts.headers) {
+                        return self
+                            .serve_shared(
+                                &facts,
+                                &fwd,
+                                &inflight,
+                                &head,
+                                CacheStatus::forward(reason).with_collapsed(true),
+                            )
+                            .await;
+                    }
+                }
+                // The leader's response may not be shared with this client: fetch alone.
+                let request_time = SystemTime::now();
+                let response = fwd.send(facts.origin_request()).await;
+                self.admit(&facts, route, &fwd, response, request_time, None, reason)
+                    .await
+            }
+        }
+    }
+
+    /// Serves one client from a shared fetch: streaming as it arrives, or, for a conditional or
+    /// range request, from the complete object once stored.
+    async fn serve_shared(
+        &self,
+        facts: &RequestFacts,
+        fwd: &Forward,
+        inflight: &Arc<Inflight>,
+        head: &SharedHead,
+        status: CacheStatus,
+    ) -> Response<Body> {
+        // A range of an object too large to wait for is passed through; the fill goes on.
+        if facts.headers.contains_key(RANGE) && head.length > self.range_fetch_max {
+            let mut response = fwd.send(facts.client_request()).await;
+            set_cache_status(
+                response.headers_mut(),
+                &status.with_detail("range-passed-through"),
+            );
+            return response;
+        }
+        if facts.wants_part_or_condition() && inflight.complete().await {
+            if let Found::Hit(entry) = self.lookup(&facts.primary, &facts.headers).await {
+                if let Some(response) = respond(
+                    &facts.method,
+                    &facts.headers,
+                    &entry,
+                    &status,
+                    SystemTime::now(),
+                ) {
+                    return response;
+                }
+            }
+        }
+        let mut response = Response::new(body::with_length(inflight.reader(), head.length));
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers.clone();
+        set_cache_status(response.headers_mut(), &status);
+        response
+    }
+
+    /// Decides whether a fresh origin response is stored, and answers the client.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit(
+        self: &Arc<Self>,
+        facts: &RequestFacts,
+        route: &RouteCache,
+        fwd: &Forward,
+        mut response: Response<Body>,
+        request_time: SystemTime,
+        guard: Option<coalesce::LeaderGuard>,
+        reason: Fwd,
+    ) -> Response<Body> {
+        let response_time = SystemTime::now();
+        let length = response.body().size_hint().exact();
+        // Velox's own error responses (502/504) are never stored, and no origin status came back.
+        let own_error = response
+            .headers()
+            .contains_key(crate::errors::X_VELOX_ERROR);
+        let status = match own_error {
+            true => CacheStatus::forward(reason),
+            false => CacheStatus::forward(reason).with_fwd_status(response.status().as_u16()),
+        };
+        let decision = if own_error {
+            None
+        } else {
+            self.decide(facts, route, &response, response_time)
+        };
+        let Some((decision, length)) = decision.zip(length.filter(|&l| l <= self.max_object))
+        else {
+            drop(guard);
+            self.strip_targeted(response.headers_mut());
+            set_cache_status(response.headers_mut(), &status);
+            return response;
+        };
+        self.strip_targeted(response.headers_mut());
+        for field in &decision.strip_fields {
+            response.headers_mut().remove(field.as_str());
+        }
+        let stored = StoredResponse {
+            status: response.status(),
+            headers: response.headers().clone(),
+            corrected_initial_age: AgeInputs::from_headers(
+                response.headers(),
+                request_time,
+                response_time,
+            )
+            .corrected_initial_age(),
+            response_time,
+            freshness_lifetime: decision.freshness_lifetime,
+            stale_while_revalidate: decision.stale_while_revalidate,
+            stale_if_error: decision
+                .stale_if_error
+                .unwrap_or(route.policy.stale_if_error_grace),
+            must_revalidate: decision.must_revalidate,
+            no_cache: decision.no_cache,
+        };
+        let storage_key = self.storage_key(&facts.primary, response.headers(), &facts.headers);
+        let writer =
+            storage_key.and_then(|key| self.store.begin(&key, Meta::Response(stored).encode()));
+        let inflight = guard
+            .as_ref()
+            .map_or_else(Inflight::detached, |g| g.inflight.clone());
+        let head = SharedHead::new(
+            response.status(),
+            response.headers().clone(),
+            length,
+            &facts.headers,
+        );
+        inflight.share(head.clone());
+        let (_, origin_body) = response.into_parts();
+        tokio::spawn(fill(origin_body, writer, inflight.clone(), guard));
+        self.serve_shared(facts, fwd, &inflight, &head, status.with_stored(true))
+            .await
+    }
+
+    fn decide(
+        &self,
+        facts: &RequestFacts,
+        route: &RouteCache,
+        response: &Response<Body>,
+        now: SystemTime,
+    ) -> Option<StoreDecision> {
+        let directives = select_response_directives(response.headers(), &self.targeted);
+        let input = StoreInput {
+            method: &facts.method,
+            request: &facts.directives,
+            has_authorization: facts.headers.contains_key(AUTHORIZATION),
+            status: response.status(),
+            headers: response.headers(),
+            directives: &directives,
+        };
+        match storability(&input, &route.policy, now) {
+            Storability::Store(decision) if !decision.from_head => Some(decision),
+            _ => None,
+        }
+    }
+
+    fn strip_targeted(&self, headers: &mut HeaderMap) {
+        if !self.forward_targeted {
+            for name in &self.targeted {
+                headers.remove(name);
+            }
+        }
+    }
+
+    /// Where a response is stored: under the primary key, or, when it varies, under a variant
+    /// key recorded by a marker at the primary key. `None` for `Vary: *`.
+    fn storage_key(
+        &self,
+        primary: &str,
+        response: &HeaderMap,
+        request: &HeaderMap,
+    ) -> Option<String> {
+        let fields = match VaryFields::parse(response.get_all(VARY)) {
+            VaryFields::Any => return None,
+            VaryFields::Fields(fields) if fields.is_empty() => return Some(primary.to_owned()),
+            VaryFields::Fields(fields) => fields,
+        };
+        let existing = self
+            .store
+            .get_memory(primary)
+            .and_then(|o| Meta::decode(o.meta().clone()));
+        let variants = match existing {
+            Some(Meta::Variants(v)) if v.vary == fields => v,
+            _ => {
+                let variants = Variants {
+                    vary: fields,
+                    generation: self.generation.fetch_add(1, Ordering::Relaxed),
+                };
+                let marker = self
+                    .store
+                    .begin(primary, Meta::Variants(variants.clone()).encode())?;
+                marker.finish().ok()?;
+                variants
+            }
+        };
+        variant_key(primary, &variants, request)
+    }
+
+    /// Validates a stale entry with the origin (RFC 9111 §4.3): a 304 freshens it, an error may
+    /// be answered with it (stale-if-error), anything else replaces it.
+    async fn revalidate(
+        self: &Arc<Self>,
+        facts: RequestFacts,
+        route: &Arc<RouteCache>,
+        fwd: Forward,
+        entry: Entry,
+    ) -> Response<Body> {
+        let validators = validation_headers(&[&entry.meta.headers]);
+        if validators.is_empty() {
+            return self
+                .fetch(Request::new(body::empty()), facts, route, fwd, Fwd::Stale)
+                .await;
+        }
+        let mut request = facts.origin_request();
+        request.headers_mut().extend(validators);
+        let request_time = SystemTime::now();
+        let response = fwd.send(request).await;
+        let now = SystemTime::now();
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED
+            && not_modified_applies(response.headers(), &entry.selected())
+        {
+            let fresh = self.freshen(&facts, route, &entry, response.headers(), request_time, now);
+            let cache_status = CacheStatus::forward(Fwd::Stale).with_fwd_status(304);
+            let freshness = freshness_of(&fresh, now);
+            return respond(
+                &facts.method,
+                &facts.headers,
+                &fresh,
+                &cache_status.with_ttl(freshness.ttl_seconds()),
+                now,
+            )
+            .unwrap_or_else(|| {
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "cache-error",
+                    "could not answer from the revalidated entry",
+                )
+            });
+        }
+        if status.is_server_error()
+            && may_serve_stale_on_error(
+                &freshness_of(&entry, now),
+                route.policy.stale_if_error_grace,
+            )
+        {
+            let cache_status = CacheStatus::forward(Fwd::Stale)
+                .with_fwd_status(status.as_u16())
+                .with_detail("stale-if-error");
+            if let Some(response) =
+                respond(&facts.method, &facts.headers, &entry, &cache_status, now)
+            {
+                return response;
+            }
+        }
+        self.admit(
+            &facts,
+            route,
+            &fwd,
+            response,
+            request_time,
+            None,
+            Fwd::Stale,
+        )
+        .await
+    }
+
+    /// Applies a 304 to a stored entry (RFC 9111 §3.2, §4.3.4) and stores the result.
+    fn freshen(
+        &self,
+        facts: &RequestFacts,
+        route: &RouteCache,
+        entry: &Entry,
+        not_modified: &HeaderMap,
+        request_time: SystemTime,
+        now: SystemTime,
+    ) -> Entry {
+        let mut headers = freshen_headers(&entry.meta.headers, not_modified, &[]);
+        let mut probe = Response::new(body::empty());
+        *probe.status_mut() = entry.meta.status;
+        *probe.headers_mut() = headers.clone();
+        let decision = self.decide(facts, route, &probe, now);
+        self.strip_targeted(&mut headers);
+        let mut meta = (*entry.meta).clone();
+        meta.headers = headers;
+        meta.response_time = now;
+        meta.corrected_initial_age =
+            AgeInputs::from_headers(not_modified, request_time, now).corrected_initial_age();
+        if let Some(d) = decision {
+            meta.freshness_lifetime = d.freshness_lifetime;
+            meta.stale_while_revalidate = d.stale_while_revalidate;
+            meta.stale_if_error = d
+                .stale_if_error
+                .unwrap_or(route.policy.stale_if_error_grace);
+            meta.must_revalidate = d.must_revalidate;
+            meta.no_cache = d.no_cache;
+        }
+        let fresh = Entry {
+            object: entry.object.clone(),
+            meta: Arc::new(meta.clone()),
+            key: entry.key.clone(),
+        };
+        // Rewrite the object with its new head; the body is copied off the async threads.
+        let store = self.store.clone();
+        let (key, object) = (entry.key.clone(), entry.object.clone());
+        tokio::task::spawn_blocking(move || {
+            let Some(mut writer) = store.begin(&key, Meta::Response(meta).encode()) else {
+                return;
+            };
+            for chunk in object.body() {
+                match chunk {
+                    Ok(chunk) if writer.push(&chunk).is_ok() => {}
+                    _ => return,
+                }
+            }
+            let _ = writer.finish();
+        });
+        fresh
+    }
+
+    /// stale-while-revalidate: at most one background refresh per stored key.
+    fn refresh_in_background(
+        self: &Arc<Self>,
+        facts: &RequestFacts,
+        route: &Arc<RouteCache>,
+        fwd: &Forward,
+        entry: &Entry,
+    ) {
+        {
+            let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            if !refreshing.insert(entry.key.clone()) {
+                return;
+            }
+        }
+        let (cache, facts, route, fwd, entry) = (
+            self.clone(),
+            facts.clone(),
+            route.clone(),
+            fwd.clone(),
+            entry.clone(),
+        );
+        tokio::spawn(async move {
+            let key = entry.key.clone();
+            let mut facts = facts;
+            facts.method = Method::GET;
+            let response = cache.revalidate(facts, &route, fwd, entry).await;
+            // Drain so the refreshed body is stored in full.
+            let _ = response.into_body().collect().await;
+            cache
+                .refreshing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        });
+    }
+}
+
+enum Found {
+    Hit(Entry),
+    VaryMiss,
+    Miss,
+}
+
+fn freshness_of(entry: &Entry, now: SystemTime) -> StoredFreshness {
+    let meta = &entry.meta;
+    StoredFreshness {
+        freshness_lifetime: meta.freshness_lifetime,
+        current_age: entry.current_age(now),
+        must_revalidate: meta.must_revalidate,
+        no_cache: meta.no_cache,
+        stale_while_revalidate: meta.stale_while_revalidate,
+        stale_if_error: Some(meta.stale_if_error),
+    }
+}
+
+/// The key of the variant `request` selects, `None` if it cannot be keyed.
+fn variant_key(primary: &str, variants: &Variants, request: &HeaderMap) -> Option<String> {
+    let names: Vec<&str> = variants.vary.iter().map(|n| n.as_str()).collect();
+    let vary = HeaderValue::from_str(&names.join(", ")).ok()?;
+    let secondary = secondary_key(std::iter::once(&vary), request)?;
+    Some(format!("{primary}\n{}\n{secondary}", variants.generation))
+}
+
+/// Streams the origin body to the shared fetch and the store; commits the object at the end.
+async fn fill(
+    mut origin: Body,
+    mut writer: Option<velox_cache::store::ObjectWriter>,
+    inflight: Arc<Inflight>,
+    guard: Option<coalesce::LeaderGuard>,
+) {
+    while let Some(frame) = origin.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    if let Some(w) = writer.as_mut() {
+                        if w.push(&data).is_err() {
+                            writer = None;
+                        }
+                    }
+                    inflight.push(data);
+                }
+            }
+            Err(e) => {
+                inflight.finish(Err(e.to_string()));
+                return;
+            }
+        }
+    }
+    if let Some(writer) = writer {
+        if let Err(e) = writer.finish() {
+            tracing::debug!(error = %e, "cache store failed");
+        }
+    }
+    inflight.finish(Ok(()));
+    // Only now may new requests stop joining this fetch: the object is in the store.
+    drop(guard);
+}
+
+/// Adds `key="..."` (an sf-string) to this cache's Cache-Status member, which is the last one.
+fn append_key(headers: &mut HeaderMap, key: &str) {
+    let Some(current) = headers
+        .get(crate::errors::CACHE_STATUS)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let escaped = key.replace('\\', "\\\\").replace('"', "\\\"");
+    if let Ok(value) = HeaderValue::from_str(&format!("{current}; key=\"{escaped}\"")) {
+        headers.insert(crate::errors::CACHE_STATUS, value);
+    }
+}

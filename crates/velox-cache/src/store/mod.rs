@@ -180,6 +180,8 @@ pub struct Object {
     len: u64,
     chunk_size: usize,
     body: Body,
+    /// The caller's decoded form of `meta`, made once per object (see [`Object::decoded`]).
+    decoded: std::sync::OnceLock<Option<Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Object {
@@ -195,6 +197,21 @@ impl std::fmt::Debug for Object {
 }
 
 impl Object {
+    /// `meta` decoded by `decode`, once per object: a hit served from memory does not pay for
+    /// decoding again. `None` if `decode` fails (or decoded to another type before).
+    pub fn decoded<T: std::any::Any + Send + Sync>(
+        &self,
+        decode: impl FnOnce(&Bytes) -> Option<T>,
+    ) -> Option<Arc<T>> {
+        let any = self
+            .decoded
+            .get_or_init(|| {
+                decode(&self.meta).map(|t| Arc::new(t) as Arc<dyn std::any::Any + Send + Sync>)
+            })
+            .clone()?;
+        any.downcast::<T>().ok()
+    }
+
     /// The key the object was stored under.
     pub fn key(&self) -> &str {
         &self.key
@@ -463,6 +480,7 @@ impl Store {
             if charge <= m.max_charge() {
                 let chunks = disk.read_all(&hit, gen).ok()?;
                 let obj = Arc::new(Object {
+                    decoded: std::sync::OnceLock::new(),
                     key: key.into(),
                     meta: hit.meta,
                     len: header.body_len,
@@ -476,6 +494,7 @@ impl Store {
             }
         }
         Some(Arc::new(Object {
+            decoded: std::sync::OnceLock::new(),
             key: key.into(),
             meta: hit.meta,
             len: header.body_len,
@@ -695,6 +714,7 @@ impl ObjectWriter {
             self.chunks.push(Bytes::from(last));
         }
         let obj = Arc::new(Object {
+            decoded: std::sync::OnceLock::new(),
             key: std::mem::take(&mut self.key),
             meta: std::mem::take(&mut self.meta),
             len: self.len,

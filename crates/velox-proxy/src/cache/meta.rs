@@ -36,7 +36,7 @@ pub struct Variants {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Meta {
-    Response(StoredResponse),
+    Response(std::sync::Arc<StoredResponse>),
     Variants(Variants),
 }
 
@@ -125,7 +125,7 @@ impl Meta {
                     let value = HeaderValue::from_maybe_shared(take(&mut bytes, len)?).ok()?;
                     headers.append(name, value);
                 }
-                Some(Meta::Response(StoredResponse {
+                Some(Meta::Response(std::sync::Arc::new(StoredResponse {
                     status,
                     headers,
                     corrected_initial_age,
@@ -135,7 +135,7 @@ impl Meta {
                     stale_if_error,
                     must_revalidate: flags & 1 != 0,
                     no_cache: flags & 2 != 0,
-                }))
+                })))
             }
             KIND_VARIANTS => {
                 let generation = u64_(&mut bytes)?;
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let response = Meta::Response(sample());
+        let response = Meta::Response(std::sync::Arc::new(sample()));
         assert_eq!(Meta::decode(response.encode()), Some(response));
         let variants = Meta::Variants(Variants {
             vary: vec![HeaderName::from_static("accept-encoding")],
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn truncated_or_foreign_bytes_decode_to_none() {
-        let encoded = Meta::Response(sample()).encode();
+        let encoded = Meta::Response(std::sync::Arc::new(sample())).encode();
         for cut in 0..encoded.len() {
             assert_eq!(Meta::decode(encoded.slice(..cut)), None, "cut at {cut}");
         }

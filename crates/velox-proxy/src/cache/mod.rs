@@ -102,22 +102,20 @@ impl RequestFacts {
     /// A fresh body-less request to the origin: the client's, minus its own preconditions and
     /// range, so the response is complete and can serve everyone.
     fn origin_request(&self) -> Request<Body> {
+        let mut request = self.client_request();
+        for name in PRECONDITION_HEADERS.iter().chain([&RANGE, &IF_RANGE]) {
+            request.headers_mut().remove(name);
+        }
+        request
+    }
+
+    /// The client's own request (GET and HEAD carry no body), for passing it on unchanged.
+    fn client_request(&self) -> Request<Body> {
         let mut request = Request::new(body::empty());
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
-        let mut headers = self.headers.clone();
-        for name in PRECONDITION_HEADERS.iter().chain([&RANGE, &IF_RANGE]) {
-            headers.remove(name);
-        }
-        *request.headers_mut() = headers;
-        request
-    }
-
-    /// The client's own request, range included, for passing a large range through.
-    fn client_request(&self) -> Request<Body> {
-        let mut request = self.origin_request();
-        request.headers_mut().clone_from(&self.headers);
+        *request.headers_mut() = self.headers.clone();
         request
     }
 
@@ -250,18 +248,19 @@ impl Cache {
             return response;
         }
 
+        let (parts, _) = req.into_parts();
         let facts = RequestFacts {
             method,
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers: req.headers().clone(),
-            directives: Arc::new(request_directives(req.headers())),
+            directives: Arc::new(request_directives(&parts.headers)),
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
             primary: primary.clone(),
         };
         let now = SystemTime::now();
         let found = self.lookup(&facts.primary, &facts.headers).await;
         let mut response = match found {
-            Found::Hit(entry) => self.serve_found(req, facts, route, fwd, entry, now).await,
+            Found::Hit(entry) => self.serve_found(facts, route, fwd, entry, now).await,
             Found::VaryMiss | Found::Miss if facts.directives.only_if_cached => {
                 let mut response = error_response(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -274,8 +273,8 @@ impl Cache {
                 );
                 response
             }
-            Found::VaryMiss => self.fetch(req, facts, route, fwd, Fwd::VaryMiss).await,
-            Found::Miss => self.fetch(req, facts, route, fwd, Fwd::UriMiss).await,
+            Found::VaryMiss => self.fetch(facts, route, fwd, Fwd::VaryMiss).await,
+            Found::Miss => self.fetch(facts, route, fwd, Fwd::UriMiss).await,
         };
         if show_key {
             append_key(response.headers_mut(), &primary);
@@ -285,7 +284,6 @@ impl Cache {
 
     async fn serve_found(
         self: &Arc<Self>,
-        req: Request<Body>,
         facts: RequestFacts,
         route: &Arc<RouteCache>,
         fwd: Forward,
@@ -335,7 +333,7 @@ impl Cache {
             Some(response) => response,
             // Preconditions only the origin may judge: pass the request on as it is.
             None => {
-                let mut response = fwd.send(req).await;
+                let mut response = fwd.send(facts.client_request()).await;
                 set_cache_status(response.headers_mut(), &CacheStatus::forward(Fwd::Request));
                 response
             }
@@ -347,29 +345,32 @@ impl Cache {
         let Some((object, meta)) = self.get(primary).await else {
             return Found::Miss;
         };
-        match meta {
+        match &*meta {
             Meta::Response(meta) => Found::Hit(Entry {
                 object,
-                meta: Arc::new(meta),
+                meta: meta.clone(),
                 key: primary.to_owned(),
             }),
             Meta::Variants(variants) => {
-                let Some(key) = variant_key(primary, &variants, headers) else {
+                let Some(key) = variant_key(primary, variants, headers) else {
                     return Found::VaryMiss;
                 };
                 match self.get(&key).await {
-                    Some((object, Meta::Response(meta))) => Found::Hit(Entry {
-                        object,
-                        meta: Arc::new(meta),
-                        key,
-                    }),
-                    _ => Found::VaryMiss,
+                    Some((object, variant)) => match &*variant {
+                        Meta::Response(meta) => Found::Hit(Entry {
+                            object,
+                            meta: meta.clone(),
+                            key,
+                        }),
+                        Meta::Variants(_) => Found::VaryMiss,
+                    },
+                    None => Found::VaryMiss,
                 }
             }
         }
     }
 
-    async fn get(&self, key: &str) -> Option<(Arc<velox_cache::store::Object>, Meta)> {
+    async fn get(&self, key: &str) -> Option<(Arc<velox_cache::store::Object>, Arc<Meta>)> {
         let object = match self.store.get_memory(key) {
             Some(object) => object,
             None => {
@@ -381,14 +382,13 @@ impl Cache {
                     .ok()??
             }
         };
-        let meta = Meta::decode(object.meta().clone())?;
+        let meta = object.decoded(|bytes| Meta::decode(bytes.clone()))?;
         Some((object, meta))
     }
 
     /// A miss: join the fetch already in flight for this key, or lead one.
     async fn fetch(
         self: &Arc<Self>,
-        req: Request<Body>,
         facts: RequestFacts,
         route: &Arc<RouteCache>,
         fwd: Forward,
@@ -396,11 +396,10 @@ impl Cache {
     ) -> Response<Body> {
         // HEAD and byte ranges of large objects are passed through rather than filling the cache.
         if facts.method == Method::HEAD {
-            let mut response = fwd.send(req).await;
+            let mut response = fwd.send(facts.client_request()).await;
             set_cache_status(response.headers_mut(), &CacheStatus::forward(reason));
             return response;
         }
-        drop(req);
         match self.coalescer.join(&facts.primary) {
             Role::Leader(guard) => {
                 let request_time = SystemTime::now();
@@ -535,8 +534,10 @@ impl Cache {
             no_cache: decision.no_cache,
         };
         let storage_key = self.storage_key(&facts.primary, response.headers(), &facts.headers);
-        let writer =
-            storage_key.and_then(|key| self.store.begin(&key, Meta::Response(stored).encode()));
+        let writer = storage_key.and_then(|key| {
+            self.store
+                .begin(&key, Meta::Response(Arc::new(stored)).encode())
+        });
         let inflight = guard
             .as_ref()
             .map_or_else(Inflight::detached, |g| g.inflight.clone());
@@ -628,9 +629,7 @@ impl Cache {
     ) -> Response<Body> {
         let validators = validation_headers(&[&entry.meta.headers]);
         if validators.is_empty() {
-            return self
-                .fetch(Request::new(body::empty()), facts, route, fwd, Fwd::Stale)
-                .await;
+            return self.fetch(facts, route, fwd, Fwd::Stale).await;
         }
         let mut request = facts.origin_request();
         request.headers_mut().extend(validators);
@@ -725,7 +724,8 @@ impl Cache {
         let store = self.store.clone();
         let (key, object) = (entry.key.clone(), entry.object.clone());
         tokio::task::spawn_blocking(move || {
-            let Some(mut writer) = store.begin(&key, Meta::Response(meta).encode()) else {
+            let Some(mut writer) = store.begin(&key, Meta::Response(Arc::new(meta)).encode())
+            else {
                 return;
             };
             for chunk in object.body() {

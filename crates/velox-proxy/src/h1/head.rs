@@ -1,5 +1,6 @@
 //! Parsing a request head and deciding its framing (RFC 9112 §2-§6). Pure: bytes in, decision out.
 
+use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
@@ -61,38 +62,60 @@ impl HeadError {
     }
 }
 
-/// Parses one request head from the start of `buf`.
-/// `Ok(None)`: incomplete, read more. `Ok(Some((head, n)))`: the head took `n` bytes.
-pub fn parse(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize)>, HeadError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut fields);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(httparse::Error::Version) => {
-            return Err(HeadError::Malformed("unsupported HTTP version"))
+/// Parses one request head from the start of `buf` and consumes it.
+/// `Ok(None)`: incomplete, read more. Field values and the target are zero-copy slices of `buf`.
+pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>, HeadError> {
+    let (len, method, version, target, spans) = {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut fields);
+        let len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
+                return Err(HeadError::TooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(httparse::Error::Version) => {
+                return Err(HeadError::Malformed("unsupported HTTP version"))
+            }
+            Err(_) => return Err(HeadError::Malformed("malformed request head")),
+        };
+        if len > max_bytes {
+            return Err(HeadError::TooLarge);
         }
-        Err(_) => return Err(HeadError::Malformed("malformed request head")),
+        let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+            .map_err(|_| HeadError::Malformed("invalid method"))?;
+        let version = match req.version {
+            Some(1) => Version::HTTP_11,
+            _ => Version::HTTP_10,
+        };
+        let base = buf.as_ptr() as usize;
+        let span = |part: &[u8]| {
+            let start = part.as_ptr() as usize - base;
+            start..start + part.len()
+        };
+        let path = req.path.unwrap_or_default();
+        check_target(&method, path)?;
+        let origin_form = path.starts_with('/') || path == "*";
+        let target = (span(path.as_bytes()), origin_form);
+        let mut spans = Vec::with_capacity(req.headers.len());
+        for field in req.headers.iter() {
+            let name = HeaderName::from_bytes(field.name.as_bytes())
+                .map_err(|_| HeadError::Malformed("invalid header field name"))?;
+            spans.push((name, span(field.value)));
+        }
+        (len, method, version, target, spans)
     };
-    if len > max_bytes {
-        return Err(HeadError::TooLarge);
+    let head = buf.split_to(len).freeze();
+    let (target, origin_form) = target;
+    let uri = Uri::from_maybe_shared(head.slice(target))
+        .map_err(|_| HeadError::Malformed("invalid request target"))?;
+    if !origin_form && !absolute_or_authority_form(&method, &uri) {
+        return Err(HeadError::Malformed("invalid request target"));
     }
-    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
-        .map_err(|_| HeadError::Malformed("invalid method"))?;
-    let version = match req.version {
-        Some(1) => Version::HTTP_11,
-        _ => Version::HTTP_10,
-    };
-    let target = req.path.unwrap_or_default();
-    let uri = parse_target(&method, target)?;
-
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    for field in req.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| HeadError::Malformed("invalid header field name"))?;
-        let value = HeaderValue::from_bytes(field.value)
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (name, range) in spans {
+        let value = HeaderValue::from_maybe_shared(head.slice(range))
             .map_err(|_| HeadError::Malformed("invalid header field value"))?;
         headers.append(name, value);
     }
@@ -110,44 +133,35 @@ pub fn parse(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize)
         && headers
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    Ok(Some((
-        RequestHead {
-            method,
-            uri,
-            version,
-            headers,
-            framing,
-            keep_alive,
-            expect_continue,
-            upgrade,
-        },
-        len,
-    )))
+    Ok(Some(RequestHead {
+        method,
+        uri,
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue,
+        upgrade,
+    }))
 }
 
-/// Request target forms of RFC 9112 §3.2; CONNECT's authority form is refused by the caller.
-fn parse_target(method: &Method, target: &str) -> Result<Uri, HeadError> {
+/// RFC 3986 allows only visible ASCII in a target; anything else must arrive percent-encoded.
+/// `*` is for OPTIONS only.
+fn check_target(method: &Method, target: &str) -> Result<(), HeadError> {
     let bad = HeadError::Malformed("invalid request target");
-    // RFC 3986 allows only visible ASCII; anything else must arrive percent-encoded.
-    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+    if !target.bytes().all(|b| b.is_ascii_graphic()) || (target == "*" && method != Method::OPTIONS)
+    {
         return Err(bad);
     }
-    if target == "*" {
-        return if method == Method::OPTIONS {
-            Uri::try_from(target).map_err(|_| bad)
-        } else {
-            Err(bad)
-        };
-    }
-    let uri = Uri::try_from(target).map_err(|_| bad.clone())?;
-    let origin_form = target.starts_with('/');
+    Ok(())
+}
+
+/// The request target forms of RFC 9112 §3.2 other than origin form and `*`;
+/// CONNECT's authority form is refused later, by the server.
+fn absolute_or_authority_form(method: &Method, uri: &Uri) -> bool {
     let absolute_form = uri.scheme().is_some() && uri.authority().is_some();
     let authority_form = *method == Method::CONNECT && uri.authority().is_some();
-    if origin_form || absolute_form || authority_form {
-        Ok(uri)
-    } else {
-        Err(bad)
-    }
+    absolute_form || authority_form
 }
 
 /// RFC 9112 §6.1-§6.3, strictly: anything ambiguous is refused, because an ambiguity
@@ -247,14 +261,13 @@ mod tests {
     use super::*;
 
     fn ok(raw: &str) -> RequestHead {
-        parse(raw.as_bytes(), 65536)
+        parse(&mut BytesMut::from(raw), 65536)
             .expect("valid")
             .expect("complete")
-            .0
     }
 
     fn err(raw: &str) -> HeadError {
-        parse(raw.as_bytes(), 65536).expect_err("must be refused")
+        parse(&mut BytesMut::from(raw), 65536).expect_err("must be refused")
     }
 
     #[test]
@@ -275,7 +288,9 @@ mod tests {
 
     #[test]
     fn partial_head_asks_for_more() {
-        assert!(parse(b"GET / HTTP/1.1\r\nHost:", 1024).unwrap().is_none());
+        assert!(parse(&mut BytesMut::from("GET / HTTP/1.1\r\nHost:"), 1024)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -285,7 +300,7 @@ mod tests {
             "a".repeat(2000)
         );
         assert_eq!(
-            parse(raw.as_bytes(), 1024).unwrap_err(),
+            parse(&mut BytesMut::from(raw.as_str()), 1024).unwrap_err(),
             HeadError::TooLarge
         );
         let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
@@ -366,6 +381,14 @@ mod tests {
             ok("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
         assert!(head.expect_continue);
         assert_eq!(head.framing, Framing::Length(3));
+    }
+
+    #[test]
+    fn head_is_consumed_and_the_rest_left_for_pipelining() {
+        let mut buf = BytesMut::from("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b");
+        let head = parse(&mut buf, 1024).unwrap().unwrap();
+        assert_eq!(head.uri, "/a");
+        assert_eq!(&buf[..], b"GET /b");
     }
 
     #[test]

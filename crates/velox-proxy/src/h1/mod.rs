@@ -117,10 +117,7 @@ async fn read_head<T: Transport>(
             }
         } else {
             match head::parse(buf, settings.max_header_bytes) {
-                Ok(Some((head, len))) => {
-                    let _ = buf.split_to(len);
-                    return ReadHead::Request(head);
-                }
+                Ok(Some(head)) => return ReadHead::Request(head),
                 Ok(None) => {}
                 Err(e) => return ReadHead::Refused(e),
             }

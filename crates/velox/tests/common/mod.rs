@@ -13,12 +13,21 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A port free right now on 127.0.0.1 (the OS picks it; tiny race accepted in tests).
+/// A port free right now on 127.0.0.1, chosen below the kernel's ephemeral range so that
+/// outgoing connections (which take ephemeral ports) cannot grab it before Velox binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Spread concurrent test binaries apart by pid; step through the range within one.
+    let base = 20_000 + (std::process::id() % 600) as u16 * 20;
+    for _ in 0..12_000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = 20_000 + (base - 20_000 + offset) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 pub fn free_addr() -> SocketAddr {
@@ -103,15 +112,30 @@ impl Velox {
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn velox");
-        let velox = Velox {
+        let mut velox = Velox {
             child,
             addr,
             admin,
             dir,
             config_path,
         };
-        wait_until_accepting(addr).await;
+        velox.wait_until_serving().await;
         velox
+    }
+
+    /// Waits until the listener accepts; fails at once, with the reason, if the process exits.
+    pub async fn wait_until_serving(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("velox exited before serving on {}: {status}", self.addr);
+            }
+            if TcpStream::connect(self.addr).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("nothing accepted connections on {} within 15s", self.addr);
     }
 
     /// Origin + Velox with [`basic_config`].

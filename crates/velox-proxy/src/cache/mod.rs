@@ -627,10 +627,8 @@ impl Cache {
         fwd: Forward,
         entry: Entry,
     ) -> Response<Body> {
+        // Without validators this is a plain refetch, but the stale entry still stands by for errors.
         let validators = validation_headers(&[&entry.meta.headers]);
-        if validators.is_empty() {
-            return self.fetch(facts, route, fwd, Fwd::Stale).await;
-        }
         let mut request = facts.origin_request();
         request.headers_mut().extend(validators);
         let request_time = SystemTime::now();

@@ -584,6 +584,13 @@ impl DiskTier {
         }
     }
 
+    /// Whether a lookup of `hash` could find anything, from the in-memory index alone (no I/O):
+    /// lets callers answer most misses without going to a blocking thread.
+    pub fn may_contain(&self, hash: u64) -> bool {
+        let st = self.shared.lock();
+        st.pending.contains_key(&hash) || st.index.contains_key(&hash)
+    }
+
     /// Looks `key` up. `Some` only for a file whose header, key and meta verify.
     pub fn lookup(&self, hash: u64, key: &str) -> Option<Found> {
         let d = &self.shared;

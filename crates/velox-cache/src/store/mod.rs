@@ -442,6 +442,16 @@ impl Store {
         format::key_hash(self.inner.salt, key.as_bytes())
     }
 
+    /// Whether [`Store::get`] might find `key` on disk; answered from memory, without I/O.
+    /// `false` means a disk lookup would miss for sure.
+    pub fn disk_may_have(&self, key: &str) -> bool {
+        let hash = self.hash(key);
+        self.inner
+            .disk
+            .as_ref()
+            .is_some_and(|d| d.may_contain(hash))
+    }
+
     /// Looks `key` up in memory only; never touches the disk.
     pub fn get_memory(&self, key: &str) -> Option<Arc<Object>> {
         let hash = self.hash(key);

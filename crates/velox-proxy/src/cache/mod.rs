@@ -42,6 +42,10 @@ pub struct RouteCache {
     pub enabled: bool,
     policy: RoutePolicy,
     key: KeyRules,
+    /// `key` without its header and cookie parts: what identifies the URL alone. Responses are
+    /// stored under it (through a marker when the full key adds more), so invalidating a URL
+    /// reaches every entry for it (RFC 9111 §4.4).
+    url_key: KeyRules,
     ignore_client_no_cache: bool,
 }
 
@@ -75,6 +79,13 @@ impl RouteCache {
                 stale_if_error_grace: config.stale_if_error.get(),
                 ..RoutePolicy::default()
             },
+            url_key: KeyRules {
+                drop: config.key.drop_query.clone(),
+                keep_only: config.key.keep_query.clone(),
+                sort: config.key.sort_query,
+                include_headers: Vec::new(),
+                include_cookies: Vec::new(),
+            },
             key: KeyRules {
                 drop: config.key.drop_query.clone(),
                 keep_only: config.key.keep_query.clone(),
@@ -95,7 +106,11 @@ struct RequestFacts {
     version: Version,
     headers: HeaderMap,
     directives: Arc<CacheControl>,
+    /// The URL's key: where the response, or the marker leading to it, is stored.
     primary: String,
+    /// The full key (URL plus the route's header and cookie parts): what coalesces, and what
+    /// selects among the entries under `primary`. Equal to `primary` when the route adds nothing.
+    full: String,
 }
 
 impl RequestFacts {
@@ -198,8 +213,19 @@ impl Cache {
             &authority,
             &path_and_query,
             req.headers(),
-            &route.key,
+            &route.url_key,
         );
+        let full = if route.key.include_headers.is_empty() && route.key.include_cookies.is_empty() {
+            primary.clone()
+        } else {
+            primary_key(
+                scheme,
+                &authority,
+                &path_and_query,
+                req.headers(),
+                &route.key,
+            )
+        };
         let show_key = self.expose_key
             || req
                 .headers()
@@ -236,14 +262,14 @@ impl Cache {
                         &uri.authority,
                         &uri.path_and_query,
                         &HeaderMap::new(),
-                        &route.key,
+                        &route.url_key,
                     );
                     self.store.remove(&key);
                 }
             }
             set_cache_status(response.headers_mut(), &CacheStatus::forward(Fwd::Method));
             if show_key {
-                append_key(response.headers_mut(), &primary);
+                append_key(response.headers_mut(), &full);
             }
             return response;
         }
@@ -255,10 +281,11 @@ impl Cache {
             uri: parts.uri,
             version: parts.version,
             headers: parts.headers,
-            primary: primary.clone(),
+            primary,
+            full: full.clone(),
         };
         let now = SystemTime::now();
-        let found = self.lookup(&facts.primary, &facts.headers).await;
+        let found = self.lookup(&facts).await;
         let mut response = match found {
             Found::Hit(entry) => self.serve_found(facts, route, fwd, entry, now).await,
             Found::VaryMiss | Found::Miss if facts.directives.only_if_cached => {
@@ -277,7 +304,7 @@ impl Cache {
             Found::Miss => self.fetch(facts, route, fwd, Fwd::UriMiss).await,
         };
         if show_key {
-            append_key(response.headers_mut(), &primary);
+            append_key(response.headers_mut(), &full);
         }
         response
     }
@@ -341,18 +368,21 @@ impl Cache {
     }
 
     /// Finds the stored response for this request, following a Vary marker to its variant.
-    async fn lookup(&self, primary: &str, headers: &HeaderMap) -> Found {
+    async fn lookup(&self, facts: &RequestFacts) -> Found {
+        let primary = &facts.primary;
         let Some((object, meta)) = self.get(primary).await else {
             return Found::Miss;
         };
         match &*meta {
-            Meta::Response(meta) => Found::Hit(Entry {
+            // A plain entry answers only when the full key is the URL alone.
+            Meta::Response(meta) if facts.full == *primary => Found::Hit(Entry {
                 object,
                 meta: meta.clone(),
                 key: primary.to_owned(),
             }),
+            Meta::Response(_) => Found::VaryMiss,
             Meta::Variants(variants) => {
-                let Some(key) = variant_key(primary, variants, headers) else {
+                let Some(key) = variant_key(facts, variants) else {
                     return Found::VaryMiss;
                 };
                 match self.get(&key).await {
@@ -373,6 +403,8 @@ impl Cache {
     async fn get(&self, key: &str) -> Option<(Arc<velox_cache::store::Object>, Arc<Meta>)> {
         let object = match self.store.get_memory(key) {
             Some(object) => object,
+            // Most misses are answered here, from the in-memory disk index, without a thread hop.
+            None if !self.store.disk_may_have(key) => return None,
             None => {
                 // The disk tier reads files: off the async threads.
                 let store = self.store.clone();
@@ -400,7 +432,7 @@ impl Cache {
             set_cache_status(response.headers_mut(), &CacheStatus::forward(reason));
             return response;
         }
-        match self.coalescer.join(&facts.primary) {
+        match self.coalescer.join(&facts.full) {
             Role::Leader(guard) => {
                 let request_time = SystemTime::now();
                 let response = fwd.send(facts.origin_request()).await;
@@ -458,7 +490,7 @@ impl Cache {
             return response;
         }
         if facts.wants_part_or_condition() && inflight.complete().await {
-            if let Found::Hit(entry) = self.lookup(&facts.primary, &facts.headers).await {
+            if let Found::Hit(entry) = self.lookup(facts).await {
                 if let Some(response) = respond(
                     &facts.method,
                     &facts.headers,
@@ -533,7 +565,7 @@ impl Cache {
             must_revalidate: decision.must_revalidate,
             no_cache: decision.no_cache,
         };
-        let storage_key = self.storage_key(&facts.primary, response.headers(), &facts.headers);
+        let storage_key = self.storage_key(facts, response.headers());
         let writer = storage_key.and_then(|key| {
             self.store
                 .begin(&key, Meta::Response(Arc::new(stored)).encode())
@@ -584,25 +616,24 @@ impl Cache {
         }
     }
 
-    /// Where a response is stored: under the primary key, or, when it varies, under a variant
-    /// key recorded by a marker at the primary key. `None` for `Vary: *`.
-    fn storage_key(
-        &self,
-        primary: &str,
-        response: &HeaderMap,
-        request: &HeaderMap,
-    ) -> Option<String> {
+    /// Where a response is stored: under the URL's key, or, when it varies or the route keys on
+    /// request headers or cookies, under a variant key recorded by a marker at the URL's key.
+    /// `None` for `Vary: *`.
+    fn storage_key(&self, facts: &RequestFacts, response: &HeaderMap) -> Option<String> {
         let fields = match VaryFields::parse(response.get_all(VARY)) {
             VaryFields::Any => return None,
-            VaryFields::Fields(fields) if fields.is_empty() => return Some(primary.to_owned()),
             VaryFields::Fields(fields) => fields,
         };
+        let primary = &facts.primary;
+        if fields.is_empty() && facts.full == *primary {
+            return Some(primary.clone());
+        }
         let existing = self
             .store
             .get_memory(primary)
-            .and_then(|o| Meta::decode(o.meta().clone()));
-        let variants = match existing {
-            Some(Meta::Variants(v)) if v.vary == fields => v,
+            .and_then(|o| o.decoded(|bytes| Meta::decode(bytes.clone())));
+        let variants = match existing.as_deref() {
+            Some(Meta::Variants(v)) if v.vary == fields => v.clone(),
             _ => {
                 let variants = Variants {
                     vary: fields,
@@ -615,7 +646,7 @@ impl Cache {
                 variants
             }
         };
-        variant_key(primary, &variants, request)
+        variant_key(facts, &variants)
     }
 
     /// Validates a stale entry with the origin (RFC 9111 §4.3): a 304 freshens it, an error may
@@ -718,10 +749,9 @@ impl Cache {
             meta: Arc::new(meta.clone()),
             key: entry.key.clone(),
         };
-        // Rewrite the object with its new head; the body is copied off the async threads.
-        let store = self.store.clone();
-        let (key, object) = (entry.key.clone(), entry.object.clone());
-        tokio::task::spawn_blocking(move || {
+        // Rewrite the object with its new head: at once from memory, off the async threads from disk.
+        let (store, key, object) = (self.store.clone(), entry.key.clone(), entry.object.clone());
+        let rewrite = move || {
             let Some(mut writer) = store.begin(&key, Meta::Response(Arc::new(meta)).encode())
             else {
                 return;
@@ -733,7 +763,12 @@ impl Cache {
                 }
             }
             let _ = writer.finish();
-        });
+        };
+        if entry.object.is_in_memory() {
+            rewrite();
+        } else {
+            tokio::task::spawn_blocking(rewrite);
+        }
         fresh
     }
 
@@ -792,12 +827,20 @@ fn freshness_of(entry: &Entry, now: SystemTime) -> StoredFreshness {
     }
 }
 
-/// The key of the variant `request` selects, `None` if it cannot be keyed.
-fn variant_key(primary: &str, variants: &Variants, request: &HeaderMap) -> Option<String> {
-    let names: Vec<&str> = variants.vary.iter().map(|n| n.as_str()).collect();
-    let vary = HeaderValue::from_str(&names.join(", ")).ok()?;
-    let secondary = secondary_key(std::iter::once(&vary), request)?;
-    Some(format!("{primary}\n{}\n{secondary}", variants.generation))
+/// The key of the entry a request selects under a marker: the marker's generation, the full
+/// key and the Vary secondary key; `None` if it cannot be keyed.
+fn variant_key(facts: &RequestFacts, variants: &Variants) -> Option<String> {
+    let secondary = if variants.vary.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = variants.vary.iter().map(|n| n.as_str()).collect();
+        let vary = HeaderValue::from_str(&names.join(", ")).ok()?;
+        secondary_key(std::iter::once(&vary), &facts.headers)?
+    };
+    Some(format!(
+        "{}\n{}\n{}\n{secondary}",
+        facts.primary, variants.generation, facts.full
+    ))
 }
 
 /// Streams the origin body to the shared fetch and the store; commits the object at the end.

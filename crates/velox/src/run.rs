@@ -14,10 +14,7 @@ pub fn main(cli: Cli) -> ExitCode {
     if let Command::Check { config } = &cli.command {
         return check(config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_for_this_machine() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -36,6 +33,22 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Check { .. } => unreachable!("handled above"),
         }
     })
+}
+
+/// One worker per CPU this process may run on. On a single CPU the current-thread scheduler
+/// does the same work without cross-thread handoffs.
+fn runtime_for_this_machine() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cpus)
+            .enable_all()
+            .build()
+    }
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -300,8 +300,9 @@ impl Cache {
                 );
                 response
             }
-            Found::VaryMiss => self.fetch(facts, route, fwd, Fwd::VaryMiss).await,
-            Found::Miss => self.fetch(facts, route, fwd, Fwd::UriMiss).await,
+            // Misses and revalidations are boxed: their state would otherwise weigh on every hit.
+            Found::VaryMiss => Box::pin(self.fetch(facts, route, fwd, Fwd::VaryMiss)).await,
+            Found::Miss => Box::pin(self.fetch(facts, route, fwd, Fwd::UriMiss)).await,
         };
         if show_key {
             append_key(response.headers_mut(), &full);
@@ -353,7 +354,7 @@ impl Cache {
                     return response;
                 }
                 ServeDecision::Revalidate => {
-                    return self.revalidate(facts, route, fwd, entry).await
+                    return Box::pin(self.revalidate(facts, route, fwd, entry)).await
                 }
             };
         match served {

@@ -208,6 +208,44 @@ async fn serve_one<T: Transport, H: Handler>(
         };
     }
 
+    let body = BodyRequest {
+        framing,
+        keep_alive,
+        expect_continue,
+    };
+    // Boxed: request bodies are the rare case, and their state would double every request's.
+    Box::pin(serve_with_body(
+        io, buf, request, body, handler, conn, settings,
+    ))
+    .await
+}
+
+/// How a request's body arrives and what the client asked of the connection.
+struct BodyRequest {
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// Serves a request with a body: the body is read while the handler runs and the response is
+/// written, so uploads stream both ways.
+async fn serve_with_body<T: Transport, H: Handler>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    mut request: Request<Body>,
+    body: BodyRequest,
+    handler: &H,
+    conn: ConnInfo,
+    settings: &ConnSettings,
+) -> Next {
+    let BodyRequest {
+        framing,
+        keep_alive,
+        expect_continue,
+    } = body;
+    let method = request.method().clone();
+    let version = request.version();
+    let head_written = AtomicBool::new(false);
     if expect_continue
         && io
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -218,7 +256,6 @@ async fn serve_one<T: Transport, H: Handler>(
     }
     let (sender, body) = ChannelBody::new(framing);
     *request.body_mut() = Body::new(body);
-    // The body is read while the handler runs and the response is written: uploads stream.
     let (mut reader, mut writer) = tokio::io::split(&mut *io);
     let outcome = {
         let pump = pump_body(&mut reader, buf, framing, sender, settings);

@@ -127,20 +127,25 @@ impl Server {
     /// A pooled connection that has not idled out (most recent first), if any.
     pub fn checkout(&self, idle_timeout: Duration) -> Option<Stream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((stream, since)) = idle.pop() {
-            if since.elapsed() < idle_timeout {
-                return Some(stream);
-            }
+        let (stream, since) = idle.pop()?;
+        // The most recent is the freshest: if it idled out, so did all the others.
+        if since.elapsed() < idle_timeout {
+            Some(stream)
+        } else {
+            idle.clear();
+            None
         }
-        None
     }
 
     /// Returns a connection whose last exchange completed cleanly.
     pub fn checkin(&self, stream: Stream, max_idle: usize, idle_timeout: Duration) {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|(_, since)| since.elapsed() < idle_timeout);
+        // Oldest first: drop the expired prefix (one clock read, not one per connection).
+        let expired = idle.partition_point(|(_, since)| now.duration_since(*since) >= idle_timeout);
+        idle.drain(..expired);
         if idle.len() < max_idle {
-            idle.push((stream, Instant::now()));
+            idle.push((stream, now));
         }
     }
 

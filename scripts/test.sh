@@ -28,4 +28,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --quiet
 
+echo "==> dashboard in headless Chromium"
+bash tests/browser/run.sh
+
 echo "==> all tests passed"

@@ -16,8 +16,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    AdminConfig, CacheConfig, CacheKeyConfig, CacheMode, CertificateConfig, Config, Limits,
-    RouteCacheConfig, RouteConfig, ServerConfig, TlsListenerConfig, UpstreamConfig,
+    AccessLogConfig, AdminConfig, CacheConfig, CacheKeyConfig, CacheMode, CertificateConfig,
+    Config, Limits, ObserveConfig, RouteCacheConfig, RouteConfig, ServerConfig, TlsListenerConfig,
+    UpstreamConfig,
 };
 pub use types::{ByteSize, Duration};
 
@@ -196,6 +197,9 @@ impl Config {
         }
         for ca in self.upstreams.iter_mut().filter_map(|u| u.ca_file.as_mut()) {
             *ca = resolve(base, ca);
+        }
+        if self.access_log.path.as_os_str() != "stdout" {
+            self.access_log.path = resolve(base, &self.access_log.path);
         }
     }
 }

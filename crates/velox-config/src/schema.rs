@@ -16,6 +16,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub limits: Limits,
     pub cache: CacheConfig,
+    pub observe: ObserveConfig,
+    pub access_log: AccessLogConfig,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
 }
@@ -55,6 +57,50 @@ impl Default for CacheConfig {
             ],
             forward_targeted_fields: false,
             expose_key: false,
+        }
+    }
+}
+
+/// `[observe]`: metrics and request ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObserveConfig {
+    /// Count requests for `GET /metrics` and the dashboard.
+    pub metrics: bool,
+    /// Give every request an `X-Request-Id` (kept if the client sent one), pass it to the
+    /// origin and return it to the client.
+    pub request_id: bool,
+}
+
+impl Default for ObserveConfig {
+    fn default() -> Self {
+        ObserveConfig {
+            metrics: true,
+            request_id: true,
+        }
+    }
+}
+
+/// `[access_log]`: one JSON line per request, written off the request path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    /// A file (appended to; relative to the config file) or `"stdout"`.
+    pub path: PathBuf,
+    /// Fraction of requests logged, 0.0 to 1.0.
+    pub sample_rate: f64,
+    /// Lines queued for the writer; when full, lines are dropped and counted.
+    pub buffer: usize,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            enabled: false,
+            path: PathBuf::from("stdout"),
+            sample_rate: 1.0,
+            buffer: 8192,
         }
     }
 }
@@ -246,20 +292,41 @@ impl Default for UpstreamConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouteConfig {
+    /// The `route` label in metrics and logs; default `host + path_prefix` (`*` for any host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Exact `example.com` or wildcard `*.example.com`; `None` matches any host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     pub path_prefix: String,
     pub upstream: String,
+    /// Add `Server-Timing` (cache outcome, origin time) to responses, for browser tools.
+    pub server_timing: bool,
     pub cache: RouteCacheConfig,
+}
+
+impl RouteConfig {
+    /// The route's label in metrics and logs.
+    pub fn metric_name(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!(
+                "{}{}",
+                self.host.as_deref().unwrap_or("*"),
+                self.path_prefix
+            ),
+        }
+    }
 }
 
 impl Default for RouteConfig {
     fn default() -> Self {
         RouteConfig {
+            name: None,
             host: None,
             path_prefix: "/".to_string(),
             upstream: String::new(),
+            server_timing: false,
             cache: RouteCacheConfig::default(),
         }
     }

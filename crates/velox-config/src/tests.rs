@@ -607,3 +607,56 @@ fn cache_policy_errors_have_field_paths() {
     assert!(err.contains("routes[0].cache.ttl: is required"), "{err}");
     assert!(err.contains("routes[0].cache.status_ttl.99"), "{err}");
 }
+
+#[test]
+fn observe_and_access_log_parse_with_defaults() {
+    let c = minimal();
+    assert!(c.observe.metrics && c.observe.request_id);
+    assert!(!c.access_log.enabled);
+    assert_eq!(c.access_log.path, PathBuf::from("stdout"));
+    assert_eq!(c.access_log.sample_rate, 1.0);
+    assert_eq!(c.routes[0].metric_name(), "*/");
+    assert!(!c.routes[0].server_timing);
+
+    let text = format!(
+        "{MINIMAL}\n[observe]\nmetrics = false\nrequest_id = false\n[access_log]\nenabled = true\npath = \"logs/access.log\"\nsample_rate = 0.25\nbuffer = 16\n"
+    )
+    .replace(
+        "upstream = \"origin\"",
+        "upstream = \"origin\"\nname = \"site\"\nserver_timing = true",
+    );
+    let c = parse(&text, base()).expect("valid");
+    assert!(!c.observe.metrics && !c.observe.request_id);
+    assert_eq!(
+        c.access_log.path,
+        PathBuf::from("/etc/velox/logs/access.log")
+    );
+    assert_eq!(c.access_log.sample_rate, 0.25);
+    assert_eq!(c.access_log.buffer, 16);
+    assert_eq!(c.routes[0].metric_name(), "site");
+    assert!(c.routes[0].server_timing);
+    let again = parse(&c.to_toml(), base()).expect("reparses");
+    assert_eq!(again, c);
+}
+
+#[test]
+fn observe_errors_have_field_paths() {
+    let mut c = minimal();
+    c.access_log.sample_rate = 1.5;
+    c.access_log.buffer = 0;
+    c.routes[0].name = Some(String::new());
+    let mut second = c.routes[0].clone();
+    second.name = Some("dup".into());
+    let mut third = second.clone();
+    third.name = Some("dup".into());
+    c.routes.push(second);
+    c.routes.push(third);
+    let p = paths(&c);
+    assert!(p.contains(&"access_log.sample_rate".to_string()), "{p:?}");
+    assert!(p.contains(&"access_log.buffer".to_string()), "{p:?}");
+    assert!(p.contains(&"routes[0].name".to_string()), "{p:?}");
+    assert!(p.contains(&"routes[2].name".to_string()), "{p:?}");
+    assert!(!p.contains(&"routes[1].name".to_string()), "{p:?}");
+    let err = parse(&format!("{MINIMAL}\n[access_log]\nbogus = 1\n"), base()).unwrap_err();
+    assert!(err.to_string().contains("access_log"), "{err}");
+}

@@ -33,6 +33,7 @@ pub(crate) fn validate(c: &Config) -> Vec<FieldError> {
     upstreams(c, &mut e);
     routes(c, &mut e);
     cache(c, &mut e);
+    observe(c, &mut e);
     e.0
 }
 
@@ -72,6 +73,48 @@ fn cache(c: &Config, e: &mut Errors) {
                     format!("{p}.key.headers[{j}]"),
                     format!("{name:?} is not a header field name"),
                 );
+            }
+        }
+    }
+}
+
+fn observe(c: &Config, e: &mut Errors) {
+    let log = &c.access_log;
+    if !(0.0..=1.0).contains(&log.sample_rate) {
+        e.add(
+            "access_log.sample_rate",
+            format!("must be between 0.0 and 1.0, got {}", log.sample_rate),
+        );
+    }
+    if log.buffer == 0 || log.buffer > 1_000_000 {
+        e.add(
+            "access_log.buffer",
+            format!("must be between 1 and 1000000 lines, got {}", log.buffer),
+        );
+    }
+    if log.path.as_os_str().is_empty() {
+        e.add("access_log.path", "must be a file path or \"stdout\"");
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, r) in c.routes.iter().enumerate() {
+        if let Some(name) = &r.name {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+            if !ok {
+                e.add(
+                    format!("routes[{i}].name"),
+                    "must be 1 to 64 printable ASCII characters",
+                );
+                continue;
+            }
+            if let Some(first) = names.get(name) {
+                e.add(
+                    format!("routes[{i}].name"),
+                    format!("duplicate route name {name:?} (also routes[{first}])"),
+                );
+            } else {
+                names.insert(name.clone(), i);
             }
         }
     }

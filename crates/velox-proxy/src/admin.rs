@@ -1,15 +1,28 @@
-//! The admin listener: health, readiness and the mutating API (token required).
+//! The admin listener: health, readiness, metrics, the dashboard and its live statistics (no
+//! token needed to read), and the mutating API (token required).
 
 use crate::server::Server;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use velox_observe::metrics::{CacheFigures, TierFigures};
 
-type AdminResponse = Response<Full<Bytes>>;
+type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
+type AdminResponse = Response<AdminBody>;
+
+/// At most this many dashboards may stream statistics at once.
+const MAX_STREAMS: usize = 64;
+/// One statistics snapshot per this interval on `/api/stats/stream`.
+const STREAM_INTERVAL: Duration = Duration::from_secs(1);
+static STREAMS: AtomicUsize = AtomicUsize::new(0);
 
 pub async fn serve(listener: TcpListener, server: Arc<Server>) {
     if let Ok(addr) = listener.local_addr() {
@@ -34,7 +47,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>) {
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> AdminResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -51,8 +64,105 @@ fn json(status: StatusCode, value: serde_json::Value) -> AdminResponse {
     reply(status, "application/json", format!("{value}\n"))
 }
 
-async fn route(req: Request<Incoming>, server: &Server) -> AdminResponse {
+/// Cache tier figures from the store's own statistics, read at scrape time.
+fn cache_figures(server: &Server) -> CacheFigures {
+    let runtime = server.proxy().runtime();
+    let Some(cache) = runtime.cache() else {
+        return Vec::new();
+    };
+    let stats = cache.store().stats();
+    let tier = |t: velox_cache::store::TierStats| TierFigures {
+        objects: t.objects,
+        bytes: t.bytes,
+        evictions: t.evictions,
+    };
+    vec![("memory", tier(stats.memory)), ("disk", tier(stats.disk))]
+}
+
+fn dashboard() -> AdminResponse {
+    let mut response = reply(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        velox_observe::DASHBOARD_HTML.to_owned(),
+    );
+    let headers = response.headers_mut();
+    // Self-contained: inline script and style, data from this origin only.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src data:; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+fn snapshot_json(server: &Server) -> String {
+    let figures = cache_figures(server);
+    server.observer().snapshot(&figures).to_string()
+}
+
+/// Server-Sent Events: one statistics snapshot per second until the client goes away.
+fn stats_stream(server: &Arc<Server>) -> AdminResponse {
+    if STREAMS.fetch_add(1, Ordering::AcqRel) >= MAX_STREAMS {
+        STREAMS.fetch_sub(1, Ordering::AcqRel);
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "error": "too many open statistics streams" }),
+        );
+    }
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            STREAMS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let state = (server.clone(), Slot, true);
+    let stream = futures_util::stream::unfold(state, |(server, slot, first)| async move {
+        let event = if first {
+            format!("retry: 2000\ndata: {}\n\n", snapshot_json(&server))
+        } else {
+            tokio::time::sleep(STREAM_INTERVAL).await;
+            format!("data: {}\n\n", snapshot_json(&server))
+        };
+        Some((
+            Ok::<_, Infallible>(Frame::data(Bytes::from(event))),
+            (server, slot, false),
+        ))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+async fn route(req: Request<Incoming>, server: &Arc<Server>) -> AdminResponse {
     match (req.method(), req.uri().path()) {
+        (&Method::GET, "/" | "/index.html") => dashboard(),
+        (&Method::GET, "/metrics") => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            server.observer().encode(&cache_figures(server)),
+        ),
+        (&Method::GET, "/api/stats") => {
+            reply(StatusCode::OK, "application/json", snapshot_json(server))
+        }
+        (&Method::GET, "/api/stats/stream") => stats_stream(server),
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") if server.is_draining() => reply(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -78,7 +188,11 @@ async fn route(req: Request<Incoming>, server: &Server) -> AdminResponse {
                 }
             }
         }
-        (_, "/healthz" | "/readyz" | "/api/reload") => json(
+        (
+            _,
+            "/" | "/index.html" | "/metrics" | "/api/stats" | "/api/stats/stream" | "/healthz"
+            | "/readyz" | "/api/reload",
+        ) => json(
             StatusCode::METHOD_NOT_ALLOWED,
             serde_json::json!({ "error": "method not allowed" }),
         ),

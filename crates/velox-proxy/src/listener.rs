@@ -71,6 +71,16 @@ pub async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let protocol = if tls.is_some() { "https" } else { "http" };
+    let listener_name = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    let gauge = shared
+        .proxy
+        .runtime()
+        .observe
+        .observer()
+        .connections(listener_name, protocol);
     loop {
         let limits = shared.limits.load_full();
         let permit = tokio::select! {
@@ -102,7 +112,7 @@ pub async fn accept_loop(
             local,
             tls: tls.is_some(),
         };
-        let held = (permit, shared.conns.enter());
+        let held = (permit, shared.conns.enter(), gauge.enter());
         let settings = limits.settings.clone();
         match &tls {
             None => {
@@ -123,7 +133,11 @@ pub async fn accept_loop(
     }
 }
 
-type Held = (OwnedSemaphorePermit, crate::listener::ConnGuard);
+type Held = (
+    OwnedSemaphorePermit,
+    crate::listener::ConnGuard,
+    velox_observe::metrics::ConnGaugeGuard,
+);
 
 async fn serve_plain(
     stream: TcpStream,

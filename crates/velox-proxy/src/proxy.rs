@@ -22,11 +22,17 @@ pub struct Runtime {
     route_cache: Vec<Arc<RouteCache>>,
     cache: Option<Arc<Cache>>,
     via: Arc<str>,
+    /// Metrics, access log and request ids for this configuration.
+    pub observe: velox_observe::Scope,
 }
 
 impl Runtime {
     /// `cache` outlives reloads (it owns the store under data_dir); routes and upstreams do not.
-    pub fn build(config: Config, cache: Option<Arc<Cache>>) -> anyhow::Result<Runtime> {
+    pub fn build(
+        config: Config,
+        cache: Option<Arc<Cache>>,
+        observer: &Arc<velox_observe::Observer>,
+    ) -> anyhow::Result<Runtime> {
         let upstreams = config
             .upstreams
             .iter()
@@ -48,6 +54,7 @@ impl Runtime {
             .map(|route| RouteCache::from_config(&route.cache).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let via = Arc::from(config.server.via.as_str());
+        let observe = observer.scope(&config);
         Ok(Runtime {
             config,
             upstreams,
@@ -55,7 +62,13 @@ impl Runtime {
             route_cache,
             cache,
             via,
+            observe,
         })
+    }
+
+    /// The shared cache, if enabled (for its statistics).
+    pub fn cache(&self) -> Option<&Arc<Cache>> {
+        self.cache.as_ref()
     }
 }
 
@@ -88,15 +101,19 @@ pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str>
 }
 
 impl Handler for Proxy {
-    async fn handle(&self, req: Request<Body>, conn: ConnInfo) -> Response<Body> {
+    async fn handle(&self, mut req: Request<Body>, conn: ConnInfo) -> Response<Body> {
         let runtime = self.runtime();
         let host = request_host(req.uri(), req.headers());
-        let Some(route) = runtime.config.match_route(host, req.uri().path()) else {
-            return error_response(
+        let route = runtime.config.match_route(host, req.uri().path());
+        // Request id (inserted before forwarding), sampling; finished with the response head.
+        let recording = runtime.observe.begin(route, &mut req, conn.peer.ip());
+        let Some(route) = route else {
+            let response = error_response(
                 StatusCode::NOT_FOUND,
                 "no-route",
                 "no route matches this host and path",
             );
+            return runtime.observe.finish(recording, response);
         };
         let forward = Forward {
             upstream: runtime.upstreams[runtime.route_upstream[route]].clone(),
@@ -104,7 +121,7 @@ impl Handler for Proxy {
             via: runtime.via.clone(),
         };
         let route_cache = &runtime.route_cache[route];
-        match &runtime.cache {
+        let response = match &runtime.cache {
             Some(cache) if route_cache.enabled => cache.handle(req, route_cache, forward).await,
             _ => {
                 let mut response = forward.send(req).await;
@@ -113,7 +130,8 @@ impl Handler for Proxy {
                     .insert(CACHE_STATUS, HeaderValue::from_static(CACHE_STATUS_BYPASS));
                 response
             }
-        }
+        };
+        runtime.observe.finish(recording, response)
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Server {
     /// The cache owns its store under data_dir, so it lives as long as the process.
     cache: Option<Arc<crate::cache::Cache>>,
     cache_config: velox_config::CacheConfig,
+    /// Metrics and the access log outlive reloads too.
+    observer: Arc<velox_observe::Observer>,
 }
 
 fn conn_limits(config: &Config) -> ConnLimits {
@@ -107,7 +109,9 @@ impl Server {
         let limits = conn_limits(&config);
         let cache = crate::cache::Cache::open(&config).context("opening the cache")?;
         let cache_config = config.cache.clone();
-        let runtime = Runtime::build(config, cache.clone())?;
+        let observer =
+            velox_observe::Observer::start(&config).context("starting the access log")?;
+        let runtime = Runtime::build(config, cache.clone(), &observer)?;
         let (drain, drain_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             proxy: Arc::new(Proxy::new(runtime)),
@@ -123,6 +127,7 @@ impl Server {
             admin_addr,
             cache,
             cache_config,
+            observer,
         });
         let mut bound = Vec::new();
         for (addr, tls) in wanted {
@@ -191,12 +196,22 @@ impl Server {
         *self.drain.borrow()
     }
 
+    pub fn observer(&self) -> &Arc<velox_observe::Observer> {
+        &self.observer
+    }
+
     /// Re-reads the configuration source and applies it atomically; on any error the old one stays.
     pub async fn reload(&self) -> anyhow::Result<()> {
+        let result = self.try_reload().await;
+        self.observer.reloaded(result.is_ok());
+        result
+    }
+
+    async fn try_reload(&self) -> anyhow::Result<()> {
         let config = self.source.load()?;
         let mut listeners = self.listeners.lock().await;
         let wanted = wanted_listeners(&config)?;
-        let runtime = Runtime::build(config.clone(), self.cache.clone())?;
+        let runtime = Runtime::build(config.clone(), self.cache.clone(), &self.observer)?;
         if config.cache != self.cache_config {
             tracing::warn!("[cache] changed: cache sizes and fields take effect only on restart");
         }

@@ -1,0 +1,865 @@
+//! Velox observability: Prometheus metrics, the access log, request ids, Server-Timing and the
+//! live statistics behind the dashboard.
+//!
+//! The request path touches this crate twice, both cheap: [`Scope::begin`] when a request is
+//! routed (request id, sampling decision) and [`Scope::finish`] when the response head is ready
+//! (reads the outcome from `Cache-Status`, adds `X-Request-Id` / `Server-Timing`, and wraps the
+//! body so that bytes and total duration are recorded when the body ends). Recording is a few
+//! relaxed atomic adds ([`metrics`]); the access log line is formatted on its own thread.
+//!
+//! An [`Observer`] lives as long as the process (counters survive reloads); a [`Scope`] is built
+//! per configuration and maps route and upstream indexes to their metric cells.
+
+pub mod access_log;
+pub mod cache_status;
+pub mod metrics;
+pub mod topk;
+
+use access_log::{AccessLog, LogEvent, Target};
+use bytes::Bytes;
+use cache_status::CacheOutcome;
+use http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use metrics::{
+    error_kind_index, method_index, CacheFigures, ConnGauge, Encoder, Histogram, RouteMetrics,
+    UpstreamMetrics, BUCKETS, ERROR_KINDS, METHODS,
+};
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use topk::TopK;
+use velox_config::Config;
+
+pub use cache_status::ParsedStatus;
+
+/// The body type of the request path (same as `velox_proxy::body::Body`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+const CACHE_STATUS: &str = "cache-status";
+const X_VELOX_ERROR: &str = "x-velox-error";
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Purge kinds, registered ahead of the purge feature (they stay zero until it lands).
+pub const PURGE_KINDS: [&str; 4] = ["tag", "prefix", "url", "all"];
+/// Top-URL tables keep this many slots each.
+pub const TOP_SLOTS: usize = 64;
+
+/// Process-wide observability state.
+pub struct Observer {
+    routes: Mutex<Vec<Arc<RouteMetrics>>>,
+    upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
+    conns: Mutex<Vec<Arc<ConnGauge>>>,
+    unmatched: Arc<RouteMetrics>,
+    reloads: [AtomicU64; 2],
+    purges: [AtomicU64; PURGE_KINDS.len()],
+    log_dropped: Arc<AtomicU64>,
+    log: Option<AccessLog>,
+    top_requests: Mutex<TopK>,
+    top_misses: Mutex<TopK>,
+    rid_prefix: String,
+    rid_counter: AtomicU64,
+    started: Instant,
+}
+
+/// Route label used for requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "(unmatched)";
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Observer {
+    /// Creates the observer and, if configured, starts the access log writer.
+    pub fn start(config: &Config) -> std::io::Result<Arc<Observer>> {
+        let log_dropped = Arc::new(AtomicU64::new(0));
+        let log = if config.access_log.enabled {
+            let target = if config.access_log.path.as_os_str() == "stdout" {
+                Target::Stdout
+            } else {
+                Target::File(config.access_log.path.clone())
+            };
+            Some(AccessLog::start(
+                target,
+                config.access_log.buffer,
+                log_dropped.clone(),
+            )?)
+        } else {
+            None
+        };
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
+        Ok(Arc::new(Observer {
+            routes: Mutex::default(),
+            upstreams: Mutex::default(),
+            conns: Mutex::default(),
+            unmatched: Arc::new(RouteMetrics::new(UNMATCHED_ROUTE.into())),
+            reloads: Default::default(),
+            purges: Default::default(),
+            log_dropped,
+            log,
+            top_requests: Mutex::new(TopK::new(TOP_SLOTS)),
+            top_misses: Mutex::new(TopK::new(TOP_SLOTS)),
+            rid_prefix: format!("{:016x}", splitmix(seed)),
+            rid_counter: AtomicU64::new(0),
+            started: Instant::now(),
+        }))
+    }
+
+    fn route(&self, name: &str) -> Arc<RouteMetrics> {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = routes.iter().find(|r| r.name == name) {
+            return r.clone();
+        }
+        let r = Arc::new(RouteMetrics::new(name.to_owned()));
+        routes.push(r.clone());
+        r
+    }
+
+    fn upstream(&self, name: &str, server: &str) -> Arc<UpstreamMetrics> {
+        let mut ups = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = ups.iter().find(|u| u.name == name && u.server == server) {
+            return u.clone();
+        }
+        let u = Arc::new(UpstreamMetrics::new(name.to_owned(), server.to_owned()));
+        ups.push(u.clone());
+        u
+    }
+
+    /// The gauge for connections on one listener; get it once per accept loop.
+    pub fn connections(&self, listener: String, protocol: &'static str) -> Arc<ConnGauge> {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = conns
+            .iter()
+            .find(|g| g.listener == listener && g.protocol == protocol)
+        {
+            return g.clone();
+        }
+        let g = Arc::new(ConnGauge::new(listener, protocol));
+        conns.push(g.clone());
+        g
+    }
+
+    /// Counts a configuration reload.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a purge of `kind` (one of [`PURGE_KINDS`]).
+    pub fn purged(&self, kind: &str) {
+        if let Some(i) = PURGE_KINDS.iter().position(|k| *k == kind) {
+            self.purges[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn log_dropped(&self) -> u64 {
+        self.log_dropped.load(Relaxed)
+    }
+
+    /// Builds the per-configuration view: metric cells for each route and upstream.
+    pub fn scope(self: &Arc<Self>, config: &Config) -> Scope {
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| {
+                let name = route.metric_name();
+                let upstream = config.upstream(&route.upstream).map(|u| {
+                    let server = match u.servers.as_slice() {
+                        [one] => one.authority().map_or("any".to_owned(), |a| a.to_string()),
+                        _ => "any".to_owned(),
+                    };
+                    self.upstream(&u.name, &server)
+                });
+                RouteScope {
+                    metrics: self.route(&name),
+                    name: Arc::from(name.as_str()),
+                    upstream,
+                    server_timing: route.server_timing,
+                }
+            })
+            .collect();
+        let log_threshold = (config.access_log.enabled && self.log.is_some()).then(|| {
+            let rate = config.access_log.sample_rate.clamp(0.0, 1.0);
+            if rate >= 1.0 {
+                u64::MAX
+            } else {
+                (rate * u64::MAX as f64) as u64
+            }
+        });
+        if config.access_log.enabled && self.log.is_none() {
+            tracing::warn!("[access_log] was enabled by a reload: it starts only on restart");
+        }
+        Scope {
+            observer: self.clone(),
+            metrics: config.observe.metrics,
+            request_id: config.observe.request_id,
+            log_threshold,
+            routes,
+            unmatched: RouteScope {
+                metrics: self.unmatched.clone(),
+                name: Arc::from(UNMATCHED_ROUTE),
+                upstream: None,
+                server_timing: false,
+            },
+        }
+    }
+
+    fn next_request_id(&self) -> Option<HeaderValue> {
+        let n = self.rid_counter.fetch_add(1, Relaxed);
+        HeaderValue::try_from(format!("{}-{n:x}", self.rid_prefix)).ok()
+    }
+}
+
+struct RouteScope {
+    metrics: Arc<RouteMetrics>,
+    name: Arc<str>,
+    upstream: Option<Arc<UpstreamMetrics>>,
+    server_timing: bool,
+}
+
+/// Observability for one configuration; swapped with it on reload.
+pub struct Scope {
+    observer: Arc<Observer>,
+    metrics: bool,
+    request_id: bool,
+    /// `Some` when access logging is on: a request is logged when its random draw is below.
+    log_threshold: Option<u64>,
+    routes: Vec<RouteScope>,
+    unmatched: RouteScope,
+}
+
+static RNG_SEEDS: AtomicU64 = AtomicU64::new(0x5eed);
+
+thread_local! {
+    /// Per-thread state for sampling draws (seeded from the clock and a counter).
+    static RNG: Cell<u64> = Cell::new(splitmix(
+        RNG_SEEDS.fetch_add(1, Relaxed)
+            ^ SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+    ));
+}
+
+fn sample(threshold: u64) -> bool {
+    threshold == u64::MAX
+        || RNG.with(|r| {
+            let x = splitmix(r.get());
+            r.set(x);
+            x < threshold
+        })
+}
+
+/// A client's request id is kept if it is short printable ASCII; anything else is replaced.
+fn acceptable_request_id(v: &HeaderValue) -> bool {
+    (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+}
+
+/// One request being recorded.
+pub struct Recording {
+    observer: Arc<Observer>,
+    route: Arc<RouteMetrics>,
+    route_name: Arc<str>,
+    upstream: Option<Arc<UpstreamMetrics>>,
+    server_timing: bool,
+    metrics: bool,
+    log: bool,
+    started: Instant,
+    method: Method,
+    uri: Uri,
+    host: Option<HeaderValue>,
+    client: IpAddr,
+    request_id: Option<HeaderValue>,
+    // Known once the response head is ready.
+    status: u16,
+    parsed: Option<ParsedStatus>,
+    cache_status: Option<HeaderValue>,
+    first_byte: Option<Duration>,
+}
+
+impl Scope {
+    pub fn observer(&self) -> &Arc<Observer> {
+        &self.observer
+    }
+
+    /// Called once the request is routed (`route` = index into `config.routes`, `None` if no route
+    /// matched): gives it a request id (passed on to the origin) and decides on sampling.
+    pub fn begin<B>(
+        &self,
+        route: Option<usize>,
+        req: &mut Request<B>,
+        client: IpAddr,
+    ) -> Option<Box<Recording>> {
+        let request_id = if self.request_id {
+            match req.headers().get(&X_REQUEST_ID) {
+                Some(v) if acceptable_request_id(v) => Some(v.clone()),
+                _ => {
+                    let id = self.observer.next_request_id();
+                    if let Some(id) = &id {
+                        req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+                    }
+                    id
+                }
+            }
+        } else {
+            None
+        };
+        let log = self.log_threshold.is_some_and(sample);
+        let rs = route
+            .and_then(|i| self.routes.get(i))
+            .unwrap_or(&self.unmatched);
+        if !self.metrics && !log && request_id.is_none() && !rs.server_timing {
+            return None;
+        }
+        Some(Box::new(Recording {
+            observer: self.observer.clone(),
+            route: rs.metrics.clone(),
+            route_name: rs.name.clone(),
+            upstream: rs.upstream.clone(),
+            server_timing: rs.server_timing,
+            metrics: self.metrics,
+            log,
+            started: Instant::now(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            host: req.headers().get(http::header::HOST).cloned(),
+            client,
+            request_id,
+            status: 0,
+            parsed: None,
+            cache_status: None,
+            first_byte: None,
+        }))
+    }
+
+    /// Called with the response head: adds `X-Request-Id` and `Server-Timing`, counts the
+    /// upstream side, and wraps the body so the rest is recorded when it ends.
+    pub fn finish(
+        &self,
+        rec: Option<Box<Recording>>,
+        mut response: Response<Body>,
+    ) -> Response<Body> {
+        let Some(mut rec) = rec else {
+            return response;
+        };
+        let headers = response.headers();
+        let cache_status = headers.get(CACHE_STATUS);
+        let mut parsed = cache_status::parse(cache_status.and_then(|v| v.to_str().ok()));
+        let velox_error = headers.get(X_VELOX_ERROR).and_then(|v| v.to_str().ok());
+        let status = response.status().as_u16();
+        let upstream_error = match velox_error {
+            Some(code) if code.starts_with("upstream-") => Some(error_kind_index(code)),
+            // Velox answered itself (no route, only-if-cached, ...): nothing went forward.
+            Some(_) => {
+                parsed.forwarded = false;
+                None
+            }
+            None => None,
+        };
+        rec.status = status;
+        rec.parsed = Some(parsed);
+        if rec.log {
+            rec.cache_status = cache_status.cloned();
+        }
+        if parsed.forwarded {
+            let first_byte = rec.started.elapsed();
+            rec.first_byte = Some(first_byte);
+            if let (true, Some(up)) = (rec.metrics, &rec.upstream) {
+                up.first_byte.observe(first_byte);
+                match upstream_error {
+                    Some(kind) => {
+                        up.errors[kind].fetch_add(1, Relaxed);
+                    }
+                    None => up.requests.inc(parsed.fwd_status.unwrap_or(status)),
+                }
+            }
+        }
+        let headers = response.headers_mut();
+        if let Some(id) = &rec.request_id {
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+        }
+        if rec.server_timing {
+            let value = match rec.first_byte {
+                Some(d) => format!(
+                    "cache;desc={}, origin;dur={:.3}",
+                    parsed.outcome.as_str(),
+                    d.as_secs_f64() * 1e3
+                ),
+                None => format!("cache;desc={}", parsed.outcome.as_str()),
+            };
+            if let Ok(value) = HeaderValue::try_from(value) {
+                headers.append(SERVER_TIMING.clone(), value);
+            }
+        }
+        if !rec.metrics && !rec.log {
+            return response;
+        }
+        response.map(|inner| {
+            Recorded {
+                inner,
+                bytes: 0,
+                rec: Some(rec),
+            }
+            .boxed_unsync()
+        })
+    }
+}
+
+impl Recording {
+    fn complete(self: Box<Self>, bytes: u64) {
+        let total = self.started.elapsed();
+        let parsed = self.parsed.unwrap_or(ParsedStatus {
+            outcome: CacheOutcome::Bypass,
+            forwarded: false,
+            fwd_status: None,
+        });
+        let o = &self.observer;
+        if self.metrics {
+            self.route.record(
+                method_index(&self.method),
+                self.status,
+                parsed.outcome,
+                total,
+                bytes,
+            );
+            if let (true, Some(up)) = (parsed.forwarded, &self.upstream) {
+                up.total.observe(total);
+                // Bytes the origin sent for this response: not for a 304 revalidation.
+                if parsed.outcome != CacheOutcome::Revalidated && bytes > 0 {
+                    up.bytes.fetch_add(bytes, Relaxed);
+                }
+            }
+            let path = self.uri.path();
+            if let Ok(mut top) = o.top_requests.try_lock() {
+                top.add(path);
+            }
+            if parsed.outcome == CacheOutcome::Miss {
+                if let Ok(mut top) = o.top_misses.try_lock() {
+                    top.add(path);
+                }
+            }
+        }
+        if self.log {
+            if let Some(log) = &o.log {
+                log.log(LogEvent {
+                    time: SystemTime::now(),
+                    client: self.client,
+                    method: self.method,
+                    host: self.host,
+                    uri: self.uri,
+                    status: self.status,
+                    bytes,
+                    duration: total,
+                    upstream: self.first_byte,
+                    cache: parsed.outcome,
+                    cache_status: self.cache_status,
+                    route: self.route_name,
+                    request_id: self.request_id,
+                });
+            }
+        }
+    }
+}
+
+/// A response body that counts its bytes and records the request when it ends or is dropped.
+struct Recorded {
+    inner: Body,
+    bytes: u64,
+    rec: Option<Box<Recording>>,
+}
+
+impl Recorded {
+    fn complete(&mut self) {
+        if let Some(rec) = self.rec.take() {
+            rec.complete(self.bytes);
+        }
+    }
+}
+
+impl http_body::Body for Recorded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.complete();
+                }
+            }
+            std::task::Poll::Ready(_) => self.complete(),
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        self.complete();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scrape: Prometheus text and the dashboard's JSON snapshot
+// ---------------------------------------------------------------------------------------
+
+impl Observer {
+    fn all_routes(&self) -> Vec<Arc<RouteMetrics>> {
+        let mut v = self
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        v.push(self.unmatched.clone());
+        v
+    }
+
+    fn all_upstreams(&self) -> Vec<Arc<UpstreamMetrics>> {
+        self.upstreams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn encode(&self, cache: &CacheFigures) -> String {
+        let mut e = Encoder {
+            out: String::with_capacity(16 * 1024),
+        };
+        let routes = self.all_routes();
+        let upstreams = self.all_upstreams();
+
+        e.family(
+            "velox_build_info",
+            "gauge",
+            "Build information; the value is always 1.",
+        );
+        e.sample("velox_build_info", &[("version", VERSION)], 1);
+
+        e.family(
+            "velox_requests_total",
+            "counter",
+            "Requests answered, by route, method, status code and cache outcome.",
+        );
+        for r in &routes {
+            for cache in CacheOutcome::ALL {
+                for (m, method) in METHODS.iter().enumerate() {
+                    for (status, n) in r.requests[cache.index()][m].nonzero() {
+                        let status = status.to_string();
+                        e.sample(
+                            "velox_requests_total",
+                            &[
+                                ("route", &r.name),
+                                ("method", method),
+                                ("status", &status),
+                                ("cache", cache.as_str()),
+                            ],
+                            n,
+                        );
+                    }
+                }
+            }
+        }
+
+        e.family(
+            "velox_request_duration_seconds",
+            "histogram",
+            "Time from routing a request to the end of its response body.",
+        );
+        for r in &routes {
+            for cache in CacheOutcome::ALL {
+                let h = &r.duration[cache.index()];
+                if h.count() > 0 {
+                    e.histogram(
+                        "velox_request_duration_seconds",
+                        &[("route", &r.name), ("cache", cache.as_str())],
+                        h,
+                    );
+                }
+            }
+        }
+
+        e.family(
+            "velox_response_bytes_total",
+            "counter",
+            "Response body bytes sent to clients.",
+        );
+        for r in &routes {
+            for cache in CacheOutcome::ALL {
+                let c = cache.index();
+                if r.duration[c].count() > 0 {
+                    e.sample(
+                        "velox_response_bytes_total",
+                        &[("route", &r.name), ("cache", cache.as_str())],
+                        r.bytes[c].load(Relaxed),
+                    );
+                }
+            }
+        }
+
+        e.family(
+            "velox_upstream_requests_total",
+            "counter",
+            "Responses received from upstreams, by status code the origin sent.",
+        );
+        for u in &upstreams {
+            for (status, n) in u.requests.nonzero() {
+                let status = status.to_string();
+                e.sample(
+                    "velox_upstream_requests_total",
+                    &[
+                        ("upstream", &u.name),
+                        ("server", &u.server),
+                        ("status", &status),
+                    ],
+                    n,
+                );
+            }
+        }
+        e.family(
+            "velox_upstream_errors_total",
+            "counter",
+            "Upstream requests that failed without a response, by kind.",
+        );
+        for u in &upstreams {
+            for (k, kind) in ERROR_KINDS.iter().enumerate() {
+                e.sample(
+                    "velox_upstream_errors_total",
+                    &[("upstream", &u.name), ("server", &u.server), ("kind", kind)],
+                    u.errors[k].load(Relaxed),
+                );
+            }
+        }
+        e.family(
+            "velox_upstream_duration_seconds",
+            "histogram",
+            "Upstream time: phase=first_byte until the response head, phase=total until the body ends.",
+        );
+        for u in &upstreams {
+            for (phase, h) in [("first_byte", &u.first_byte), ("total", &u.total)] {
+                e.histogram(
+                    "velox_upstream_duration_seconds",
+                    &[("upstream", &u.name), ("phase", phase)],
+                    h,
+                );
+            }
+        }
+        e.family(
+            "velox_upstream_response_bytes_total",
+            "counter",
+            "Response body bytes received from upstreams (as relayed).",
+        );
+        for u in &upstreams {
+            e.sample(
+                "velox_upstream_response_bytes_total",
+                &[("upstream", &u.name), ("server", &u.server)],
+                u.bytes.load(Relaxed),
+            );
+        }
+
+        e.family(
+            "velox_cache_objects",
+            "gauge",
+            "Objects held per cache tier.",
+        );
+        for (tier, f) in cache {
+            e.sample("velox_cache_objects", &[("tier", tier)], f.objects);
+        }
+        e.family("velox_cache_bytes", "gauge", "Bytes held per cache tier.");
+        for (tier, f) in cache {
+            e.sample("velox_cache_bytes", &[("tier", tier)], f.bytes);
+        }
+        e.family(
+            "velox_cache_evictions_total",
+            "counter",
+            "Objects evicted per cache tier.",
+        );
+        for (tier, f) in cache {
+            e.sample(
+                "velox_cache_evictions_total",
+                &[("tier", tier)],
+                f.evictions,
+            );
+        }
+
+        e.family(
+            "velox_connections_active",
+            "gauge",
+            "Open client connections per listener.",
+        );
+        for g in self.conns.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            e.sample(
+                "velox_connections_active",
+                &[("listener", &g.listener), ("protocol", g.protocol)],
+                g.active(),
+            );
+        }
+        e.family("velox_purges_total", "counter", "Purges applied, by kind.");
+        for (i, kind) in PURGE_KINDS.iter().enumerate() {
+            e.sample(
+                "velox_purges_total",
+                &[("kind", kind)],
+                self.purges[i].load(Relaxed),
+            );
+        }
+        e.family(
+            "velox_config_reloads_total",
+            "counter",
+            "Configuration reloads, by result.",
+        );
+        for (i, result) in ["success", "failure"].iter().enumerate() {
+            e.sample(
+                "velox_config_reloads_total",
+                &[("result", result)],
+                self.reloads[i].load(Relaxed),
+            );
+        }
+        e.family(
+            "velox_log_dropped_total",
+            "counter",
+            "Access log lines dropped because the log buffer was full.",
+        );
+        e.sample("velox_log_dropped_total", &[], self.log_dropped());
+        e.out
+    }
+
+    /// The dashboard's view: cumulative totals (the page derives rates from successive ones).
+    pub fn snapshot(&self, cache: &CacheFigures) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let routes = self.all_routes();
+        let mut by_cache = Map::new();
+        let mut by_status = std::collections::BTreeMap::<u16, u64>::new();
+        let mut bytes_out = 0;
+        let mut latency = Histogram::default().counts();
+        let mut latency_sum = 0.0;
+        let mut requests = 0;
+        let mut per_route = Vec::new();
+        for cache in CacheOutcome::ALL {
+            let c = cache.index();
+            let mut n = 0;
+            for r in &routes {
+                for m in 0..METHODS.len() {
+                    for (status, count) in r.requests[c][m].nonzero() {
+                        *by_status.entry(status).or_default() += count;
+                        n += count;
+                    }
+                }
+                bytes_out += r.bytes[c].load(Relaxed);
+                for (i, count) in r.duration[c].counts().iter().enumerate() {
+                    latency[i] += count;
+                }
+                latency_sum += r.duration[c].sum_seconds();
+            }
+            requests += n;
+            by_cache.insert(cache.as_str().into(), n.into());
+        }
+        for r in &routes {
+            let n: u64 = r.duration.iter().map(Histogram::count).sum();
+            if n > 0 || r.name != UNMATCHED_ROUTE {
+                per_route.push(json!({ "name": r.name, "requests": n }));
+            }
+        }
+        let upstreams: Vec<Value> = self
+            .all_upstreams()
+            .iter()
+            .map(|u| {
+                let kinds: Map<String, Value> = ERROR_KINDS
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| u.errors[*k].load(Relaxed) > 0)
+                    .map(|(k, kind)| ((*kind).to_owned(), u.errors[k].load(Relaxed).into()))
+                    .collect();
+                json!({
+                    "name": u.name,
+                    "server": u.server,
+                    "requests": u.requests_total(),
+                    "errors": u.errors_total(),
+                    "error_kinds": kinds,
+                    "bytes": u.bytes.load(Relaxed),
+                    "first_byte_avg_ms": if u.first_byte.count() > 0 {
+                        u.first_byte.sum_seconds() * 1e3 / u.first_byte.count() as f64
+                    } else { 0.0 },
+                })
+            })
+            .collect();
+        let bytes_in: u64 = self
+            .all_upstreams()
+            .iter()
+            .map(|u| u.bytes.load(Relaxed))
+            .sum();
+        let top = |t: &Mutex<TopK>| -> Vec<Value> {
+            t.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .top(10)
+                .into_iter()
+                .map(|(path, count, error)| json!({ "path": path, "count": count, "error": error }))
+                .collect()
+        };
+        let connections: i64 = self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|g| g.active())
+            .sum();
+        json!({
+            "version": VERSION,
+            "time_ms": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "requests": requests,
+            "by_cache": by_cache,
+            "by_status": by_status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>(),
+            "bytes_to_clients": bytes_out,
+            "bytes_from_origin": bytes_in,
+            "latency": {
+                "bounds": BUCKETS.iter().map(|(_, b)| *b as f64 / 1e9).collect::<Vec<_>>(),
+                "counts": latency.to_vec(),
+                "sum": latency_sum,
+            },
+            "routes": per_route,
+            "upstreams": upstreams,
+            "cache": cache.iter().map(|(tier, f)| json!({
+                "tier": tier, "objects": f.objects, "bytes": f.bytes, "evictions": f.evictions,
+            })).collect::<Vec<_>>(),
+            "connections": connections,
+            "top_requests": top(&self.top_requests),
+            "top_misses": top(&self.top_misses),
+            "purges": [],
+            "purges_available": false,
+            "log_dropped": self.log_dropped(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The dashboard page served at `GET /` on the admin listener: self-contained (inline script and
+/// style, charts drawn on canvas), fed by `GET /api/stats/stream`.
+pub const DASHBOARD_HTML: &str = include_str!("../assets/dashboard.html");

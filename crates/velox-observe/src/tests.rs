@@ -1,0 +1,129 @@
+//! Recording end to end within the crate: begin, finish, body end, encode.
+
+use super::*;
+use http_body_util::BodyExt;
+
+fn config(extra: &str) -> Config {
+    let text = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = false
+[[upstreams]]
+name = "origin"
+servers = ["http://127.0.0.1:3000"]
+[[routes]]
+name = "site"
+path_prefix = "/"
+upstream = "origin"
+server_timing = true
+{extra}
+"#
+    );
+    velox_config::parse(&text, std::path::Path::new("/tmp")).expect("config")
+}
+
+fn response(cache_status: &str, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(
+        http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    r.headers_mut()
+        .insert(CACHE_STATUS, HeaderValue::from_str(cache_status).unwrap());
+    r
+}
+
+async fn run(scope: &Scope, path: &str, cache_status: &str, body: &'static str) -> Response<Bytes> {
+    let mut req = Request::get(path).body(()).unwrap();
+    let rec = scope.begin(Some(0), &mut req, "127.0.0.1".parse().unwrap());
+    assert!(req.headers().contains_key(&X_REQUEST_ID));
+    let resp = scope.finish(rec, response(cache_status, body));
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    Response::from_parts(parts, bytes)
+}
+
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn end_to_end() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let observer = Observer::start(&config("")).unwrap();
+        let scope = observer.scope(&config(""));
+        let r = run(&scope, "/a", "velox; fwd=uri-miss; stored", "hello").await;
+        let timing = r.headers()[&SERVER_TIMING].to_str().unwrap();
+        assert!(timing.starts_with("cache;desc=miss, origin;dur="), "{timing}");
+        run(&scope, "/a", "velox; hit; ttl=5", "hello").await;
+        run(&scope, "/a", "velox; hit; ttl=4", "hello").await;
+        let r = run(&scope, "/b", "velox; fwd=stale; fwd-status=304", "hi").await;
+        assert!(r.headers()[&X_REQUEST_ID].to_str().unwrap().contains('-'));
+        let text = observer.encode(&Vec::new());
+        let get = |s: &str| value(&text, s);
+        assert_eq!(
+            get(r#"velox_requests_total{route="site",method="GET",status="200",cache="hit"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            get(r#"velox_requests_total{route="site",method="GET",status="200",cache="miss"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(r#"velox_response_bytes_total{route="site",cache="hit"}"#),
+            Some(10.0)
+        );
+        assert_eq!(
+            get(r#"velox_upstream_response_bytes_total{upstream="origin",server="127.0.0.1:3000"}"#),
+            Some(5.0)
+        );
+        assert_eq!(
+            get(r#"velox_upstream_requests_total{upstream="origin",server="127.0.0.1:3000",status="304"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(r#"velox_request_duration_seconds_count{route="site",cache="hit"}"#),
+            Some(2.0)
+        );
+        let snap = observer.snapshot(&Vec::new());
+        assert_eq!(snap["requests"], 4);
+        assert_eq!(snap["top_requests"][0]["path"], "/a");
+        assert_eq!(snap["top_misses"][0]["path"], "/a");
+    });
+}
+
+#[test]
+fn client_request_ids_are_kept_when_sane() {
+    let observer = Observer::start(&config("")).unwrap();
+    let scope = observer.scope(&config(""));
+    let mut req = Request::get("/").body(()).unwrap();
+    req.headers_mut()
+        .insert(&X_REQUEST_ID, HeaderValue::from_static("client-42"));
+    scope.begin(Some(0), &mut req, "127.0.0.1".parse().unwrap());
+    assert_eq!(req.headers()[&X_REQUEST_ID], "client-42");
+    let mut req = Request::get("/").body(()).unwrap();
+    req.headers_mut()
+        .insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
+    scope.begin(Some(0), &mut req, "127.0.0.1".parse().unwrap());
+    assert_ne!(req.headers()[&X_REQUEST_ID], "has space");
+}
+
+#[test]
+fn everything_off_costs_nothing() {
+    let c = config("[observe]\nmetrics = false\nrequest_id = false\n").clone();
+    let mut c = c;
+    c.routes[0].server_timing = false;
+    let observer = Observer::start(&c).unwrap();
+    let scope = observer.scope(&c);
+    let mut req = Request::get("/").body(()).unwrap();
+    assert!(scope
+        .begin(Some(0), &mut req, "127.0.0.1".parse().unwrap())
+        .is_none());
+    assert!(!req.headers().contains_key(&X_REQUEST_ID));
+}

@@ -125,10 +125,16 @@ async def main_async(args):
     pids = descendants(args.pid)
     request = (f"GET {args.path} HTTP/1.1\r\nHost: {args.host_header}\r\n"
                "User-Agent: velox-bench-idle\r\nAccept: */*\r\n\r\n").encode()
-    # One warm-up request so lazy initialisation does not count as per-connection cost.
-    warm = {"errors": {}}
-    await open_one(args, asyncio.Semaphore(1), request, [], warm)
-    await asyncio.sleep(0.5)
+    # Warm-up: one burst of --parallel concurrent requests on connections that are then
+    # closed, so lazy initialisation and the proxy's upstream keep-alive pool (which grows
+    # with the number of concurrent requests, not with idle clients) are in place before
+    # the "before" sample and do not count as per-connection cost.
+    warm_conns, warm = [], {"errors": {}}
+    sem = asyncio.Semaphore(args.parallel)
+    await asyncio.wait_for(asyncio.gather(*(open_one(args, sem, request, warm_conns, warm)
+                                            for _ in range(args.parallel))), args.open_timeout)
+    close_all(warm_conns)
+    await asyncio.sleep(args.settle)
     rss_before = rss_bytes(descendants(args.pid))
 
     conns, stats = [], {"errors": {}}
@@ -179,7 +185,7 @@ def main():
     p.add_argument("--host-header", default="localhost")
     p.add_argument("--path", default="/1k")
     p.add_argument("--conns", type=int, default=10000)
-    p.add_argument("--parallel", type=int, default=256,
+    p.add_argument("--parallel", type=int, default=100,
                    help="connections being opened at once")
     p.add_argument("--settle", type=float, default=2.0, help="seconds to let the server settle")
     p.add_argument("--conn-timeout", type=float, default=10.0)

@@ -29,6 +29,7 @@ WARMUP=2             # seconds of unrecorded warm-up per target
 IDLE_CONNS=10000     # scenario B connections
 RUN_A=1
 RUN_B=1
+SAME_CPU_LAT=1
 VELOX_BIN=""
 BUILD=1
 PROXY_CPU=0
@@ -38,7 +39,7 @@ usage() {
     cat <<EOF
 usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-duration S]
                          [--idle-conns N] [--quick] [--only-a | --only-b]
-                         [--velox PATH] [--no-build] [-h|--help]
+                         [--velox PATH] [--no-build] [--no-same-cpu] [-h|--help]
 
   --duration S          seconds per throughput run, wrk -t1 -c\$CONNS   (default $DURATION)
   --rounds N            interleaved rounds, medians reported             (default $ROUNDS)
@@ -49,6 +50,7 @@ usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-dura
   --only-a | --only-b   run one scenario only
   --velox PATH          use this velox binary (default: target/release/velox, built if missing)
   --no-build            do not run cargo build; fail if the binary is missing
+  --no-same-cpu         skip the diagnostic low-load latency runs with the proxy moved to CPU 1
 EOF
 }
 
@@ -65,6 +67,7 @@ while [[ $# -gt 0 ]]; do
         --only-b) RUN_A=0; shift ;;
         --velox) VELOX_BIN="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --no-same-cpu) SAME_CPU_LAT=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -89,6 +92,7 @@ ensure_tools() {
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v gcc >/dev/null 2>&1 || missing+=(gcc)   # varnishd compiles its VCL with cc
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    command -v pgrep >/dev/null 2>&1 || missing+=(procps)
     if [[ ${#missing[@]} -gt 0 ]]; then
         log "installing: ${missing[*]}"
         local sudo=""
@@ -120,12 +124,16 @@ free_port() {
 wait_http() {
     local name="$1" port="$2" path="${3:-/1k}" pid="$4" i
     for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) exited during start-up; see $TMP/$name/*.log"
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$TMP/$name"/*.log >&2 2>/dev/null
+            die "$name (pid $pid) exited during start-up"
+        fi
         if [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$path")" == 200 ]]; then
             return 0
         fi
         sleep 0.1
     done
+    tail -n 20 "$TMP/$name"/*.log >&2 2>/dev/null
     die "$name did not answer 200 on port $port within 10 s"
 }
 
@@ -202,7 +210,8 @@ http {
     default_type application/octet-stream;
     keepalive_requests 1000000;
     keepalive_timeout 300s;
-    open_file_cache max=16 valid=60s;
+    open_file_cache max=16 inactive=300s;
+    open_file_cache_valid 300s;
     client_body_temp_path $d/tmp/body;
     proxy_temp_path $d/tmp/proxy;
     fastcgi_temp_path $d/tmp/fastcgi;
@@ -351,6 +360,14 @@ run_wrk() {
     log "$kind $name round $round: ${rps} req/s, server CPU $((c1 - c0)) ticks"
 }
 
+# Move every thread of a server's processes to one CPU.
+repin() {
+    local p
+    for p in $(proc_tree "$1"); do
+        taskset -a -p -c "$2" "$p" >/dev/null 2>&1 || log "warning: cannot repin pid $p to CPU $2"
+    done
+}
+
 scenario_a() {
     local targets=(direct velox nginx varnish) t r
     log "scenario A: warm-up ${WARMUP}s per target"
@@ -360,6 +377,16 @@ scenario_a() {
         for t in "${targets[@]}"; do run_wrk "$t" "$CONNS" "$DURATION" tput "$r"; done
         log "scenario A round $r/$ROUNDS: low-load latency (wrk -t1 -c1 -d${LAT_DURATION}s)"
         for t in "${targets[@]}"; do run_wrk "$t" 1 "$LAT_DURATION" lat "$r"; done
+        if [[ $SAME_CPU_LAT -eq 1 ]]; then
+            # Diagnostic: the same low-load run with the proxy moved onto the load CPU, next to
+            # wrk and the origin, so no request has to wake an idle CPU (see BENCHMARKS.md).
+            log "scenario A round $r/$ROUNDS: low-load latency, proxy on CPU $LOAD_CPU (diagnostic)"
+            for t in velox nginx varnish; do
+                repin "$(pid_of "$t")" "$LOAD_CPU"
+                run_wrk "$t" 1 "$LAT_DURATION" lat1cpu "$r"
+                repin "$(pid_of "$t")" "$PROXY_CPU"
+            done
+        fi
     done
 }
 
@@ -377,7 +404,7 @@ scenario_b() {
             continue
         fi
         echo "$t $json" >> "$IDLE_TSV"
-        log "scenario B $t: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"{r[\"conns_open\"]} open, {r[\"alive\"]} alive, {r[\"bytes_per_conn\"]} B/conn")' "$json")"
+        log "scenario B $t: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["conns_open"], "open,", r["alive"], "alive,", r["bytes_per_conn"], "B/conn")' "$json")"
         sleep 1
     done
 }
@@ -386,6 +413,10 @@ machine_info() {
     echo "- CPUs: $(nproc) (proxy pinned to CPU $PROXY_CPU; wrk, idle client and origin pinned to CPU $LOAD_CPU)"
     echo "- CPU: $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}')"
     echo "- Kernel: $(uname -sr)"
+    local rev dirty=""
+    rev=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    [[ -n "$(git -C "$REPO_DIR" status --porcelain --untracked-files=no 2>/dev/null)" ]] && dirty=" (working tree has uncommitted changes)"
+    echo "- Velox binary: $VELOX_BIN, built $(date -u -r "$VELOX_BIN" '+%Y-%m-%d %H:%M UTC'); repository HEAD $rev$dirty"
     echo "- Versions: $("$VELOX_BIN" --version 2>&1 | head -1); nginx $(nginx -v 2>&1 | sed 's/.*\///'); varnish $(varnishd -V 2>&1 | head -1 | sed -E 's/.*varnish-([0-9.]+).*/\1/'); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 }
 
@@ -395,6 +426,7 @@ main() {
     ensure_velox
 
     TMP=$(mktemp -d /tmp/velox-bench.XXXXXX)
+    chmod 755 "$TMP"   # nginx workers run as an unprivileged user and must read the origin file
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     mkdir -p "$RESULTS_DIR"
@@ -426,6 +458,10 @@ main() {
 
     for t in velox nginx varnish; do
         kill -0 "$(pid_of "$t")" 2>/dev/null || log "warning: $t is no longer running at the end of the run"
+    done
+    local f
+    for f in "$TMP"/*/*.log; do
+        { echo "### server log $f (last 50 lines)"; tail -n 50 "$f"; } >> "$RAW_LOG"
     done
 
     local cmd="bash bench/run.sh"

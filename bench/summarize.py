@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Turn bench/run.sh raw results into the Markdown report (stdout).
+
+Input lines (results TSV, space separated):
+  KIND TARGET ROUND CPU_TICKS CLK_TCK requests=.. duration_us=.. p50_us=.. p99_us=.. err_*=..
+  KIND is "tput" (wrk -c$CONNS) or "lat" (wrk -c1).
+Idle TSV lines: TARGET {json from idle_conns.py}
+"""
+
+import argparse
+import datetime
+import json
+import statistics
+
+TARGETS = ["direct", "velox", "nginx", "varnish"]
+PROXIES = ["velox", "nginx", "varnish"]
+
+# Targets from issue 2 ("Done when").
+TARGET_CPU_RATIO = 1.0        # velox req/CPU-s >= 1.0x nginx
+TARGET_ADDED_P50_US = 150     # p50 added latency <= 150 us
+TARGET_IDLE_BYTES = 2048      # <= 2 KiB RSS per idle connection
+
+
+def parse_results(path):
+    runs = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 6:
+                continue
+            kind, target, rnd, ticks, clk = parts[:5]
+            kv = dict(p.split("=", 1) for p in parts[5:])
+            r = {k: float(v) for k, v in kv.items()}
+            r.update(kind=kind, target=target, round=int(rnd),
+                     cpu_s=int(ticks) / int(clk))
+            secs = r["duration_us"] / 1e6
+            r["rps"] = r["requests"] / secs if secs else 0.0
+            r["req_per_cpu_s"] = r["requests"] / r["cpu_s"] if r["cpu_s"] > 0 else float("nan")
+            r["errors"] = sum(r[k] for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+            r["non2xx"] = r["err_status"]
+            runs.append(r)
+    return runs
+
+
+def parse_idle(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            name, _, js = line.partition(" ")
+            if js.strip():
+                out[name] = json.loads(js)
+    return out
+
+
+def med(runs, target, kind, key):
+    vals = [r[key] for r in runs if r["target"] == target and r["kind"] == kind]
+    vals = [v for v in vals if v == v]  # drop NaN
+    return statistics.median(vals) if vals else None
+
+
+def allv(runs, target, kind, key, fmt):
+    vals = [r[key] for r in runs if r["target"] == target and r["kind"] == kind]
+    return ", ".join(fmt(v) for v in vals)
+
+
+def fnum(v, digits=0):
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def fus(v):
+    if v is None:
+        return "n/a"
+    return f"{v/1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--results", required=True)
+    p.add_argument("--idle", required=True)
+    p.add_argument("--command", required=True)
+    p.add_argument("--duration", type=int)
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--conns", type=int)
+    p.add_argument("--latency-duration", type=int)
+    p.add_argument("--idle-conns", type=int)
+    p.add_argument("--machine", default="")
+    a = p.parse_args()
+
+    runs = parse_results(a.results)
+    idle = parse_idle(a.idle)
+    L = []
+    w = L.append
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    w(f"# Velox benchmark results ({now})\n")
+    w(f"Command: `{a.command}`\n")
+    if a.machine:
+        w(a.machine + "\n")
+
+    verdicts = []
+    if runs:
+        w(f"## Scenario A: uncached proxying of a 1 KiB response\n")
+        w(f"wrk -t1 -c{a.conns} -d{a.duration}s, medians of {a.rounds} interleaved round(s). "
+          "\"Server CPU\" is utime+stime of all the server's processes during the run; for "
+          "`direct` it is the origin nginx (which shares CPU 1 with wrk).\n")
+        w("| target | req/s | p50 | p99 | server CPU-s | req per server CPU-s | socket errors | non-2xx |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for t in TARGETS:
+            errs = sum(r["errors"] for r in runs if r["target"] == t and r["kind"] == "tput")
+            non2 = sum(r["non2xx"] for r in runs if r["target"] == t and r["kind"] == "tput")
+            w(f"| {t} | {fnum(med(runs, t, 'tput', 'rps'))} | {fus(med(runs, t, 'tput', 'p50_us'))} "
+              f"| {fus(med(runs, t, 'tput', 'p99_us'))} | {fnum(med(runs, t, 'tput', 'cpu_s'), 2)} "
+              f"| {fnum(med(runs, t, 'tput', 'req_per_cpu_s'))} | {int(errs)} | {int(non2)} |")
+        w("")
+        w("Per-round requests per server CPU-second (for spread):\n")
+        for t in PROXIES:
+            w(f"- {t}: {allv(runs, t, 'tput', 'req_per_cpu_s', lambda v: fnum(v))}")
+        w("")
+        vc = med(runs, "velox", "tput", "req_per_cpu_s")
+        nc = med(runs, "nginx", "tput", "req_per_cpu_s")
+        sc = med(runs, "varnish", "tput", "req_per_cpu_s")
+        vr = med(runs, "velox", "tput", "rps")
+        w("| ratio | req per server CPU-s | req/s |")
+        w("|---|---:|---:|")
+        w(f"| velox / nginx | {fnum(ratio(vc, nc), 2)}× | {fnum(ratio(vr, med(runs, 'nginx', 'tput', 'rps')), 2)}× |")
+        w(f"| velox / varnish | {fnum(ratio(vc, sc), 2)}× | {fnum(ratio(vr, med(runs, 'varnish', 'tput', 'rps')), 2)}× |")
+        w("")
+
+        w(f"### Added latency at low load (wrk -t1 -c1 -d{a.latency_duration}s)\n")
+        w("Added p50 = median over rounds of (proxy p50 − direct p50), each pair from the same round.\n")
+        w("| target | p50 | p99 | added p50 | req/s | socket errors | non-2xx |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        direct = {r["round"]: r["p50_us"] for r in runs if r["target"] == "direct" and r["kind"] == "lat"}
+        added = {}
+        for t in TARGETS:
+            diffs = [r["p50_us"] - direct[r["round"]] for r in runs
+                     if r["target"] == t and r["kind"] == "lat" and r["round"] in direct]
+            added[t] = statistics.median(diffs) if diffs else None
+            errs = sum(r["errors"] for r in runs if r["target"] == t and r["kind"] == "lat")
+            non2 = sum(r["non2xx"] for r in runs if r["target"] == t and r["kind"] == "lat")
+            w(f"| {t} | {fus(med(runs, t, 'lat', 'p50_us'))} | {fus(med(runs, t, 'lat', 'p99_us'))} "
+              f"| {'—' if t == 'direct' else fus(added[t])} | {fnum(med(runs, t, 'lat', 'rps'))} "
+              f"| {int(errs)} | {int(non2)} |")
+        w("")
+        if any(r["kind"] == "lat1cpu" for r in runs):
+            w("Diagnostic: the same low-load run with the proxy moved onto CPU 1, next to wrk and "
+              "the origin (no request has to wake an idle CPU; `direct` is unchanged):\n")
+            w("| target | p50 | p99 | added p50 | req/s |")
+            w("|---|---:|---:|---:|---:|")
+            for t in PROXIES:
+                diffs = [r["p50_us"] - direct[r["round"]] for r in runs
+                         if r["target"] == t and r["kind"] == "lat1cpu" and r["round"] in direct]
+                a1 = statistics.median(diffs) if diffs else None
+                w(f"| {t} | {fus(med(runs, t, 'lat1cpu', 'p50_us'))} | {fus(med(runs, t, 'lat1cpu', 'p99_us'))} "
+                  f"| {fus(a1)} | {fnum(med(runs, t, 'lat1cpu', 'rps'))} |")
+            w("")
+        r1 = ratio(vc, nc)
+        verdicts.append(("uncached proxying: req per server CPU-s ≥ 1.0× nginx",
+                         f"{fnum(r1, 2)}× ({fnum(vc)} vs {fnum(nc)})",
+                         r1 is not None and r1 >= TARGET_CPU_RATIO))
+        av = added.get("velox")
+        verdicts.append((f"p50 added latency ≤ {TARGET_ADDED_P50_US} µs",
+                         f"{fus(av)}",
+                         av is not None and av <= TARGET_ADDED_P50_US))
+
+    if idle:
+        w(f"## Scenario B: idle keep-alive connections\n")
+        w(f"{a.idle_conns} connections, one `GET /1k` each, then held open and idle; server RSS "
+          "(sum of VmRSS over its processes) before opening and 2 s after all are open.\n")
+        w("| server | open | still alive | RSS before | RSS after | RSS growth per conn | RSS after closing | errors |")
+        w("|---|---:|---:|---:|---:|---:|---:|---|")
+        for t in PROXIES:
+            r = idle.get(t)
+            if not r:
+                w(f"| {t} | n/a | | | | | | no result |")
+                continue
+            mib = lambda b: f"{b/1048576:.1f} MiB"
+            bpc = r["bytes_per_conn"]
+            errs = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "none"
+            if r.get("timed_out_unopened"):
+                errs += f"; {r['timed_out_unopened']} not opened in time"
+            w(f"| {t} | {r['conns_open']} | {r['alive']} | {mib(r['rss_before'])} | {mib(r['rss_after'])} "
+              f"| {fnum(bpc)} B ({bpc/1024:.2f} KiB) | {mib(r['rss_after_close'])} | {errs} |")
+        w("")
+        r = idle.get("velox")
+        ok = bool(r and r["conns_open"] == a.idle_conns and r["alive"] == r["conns_open"]
+                  and r["bytes_per_conn"] is not None and r["bytes_per_conn"] <= TARGET_IDLE_BYTES)
+        verdicts.append(("idle keep-alive ≤ 2 KiB RSS per connection",
+                         f"{fnum(r['bytes_per_conn'])} B/conn ({r['alive']}/{a.idle_conns} alive)" if r else "n/a",
+                         ok))
+
+    if verdicts:
+        w("## Targets (issue 2)\n")
+        w("| target | Velox | met? |")
+        w("|---|---:|---|")
+        for name, val, ok in verdicts:
+            w(f"| {name} | {val} | {'**met**' if ok else '**NOT met**'} |")
+        w("")
+    print("\n".join(L))
+
+
+if __name__ == "__main__":
+    main()

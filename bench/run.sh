@@ -253,6 +253,12 @@ servers = ["http://127.0.0.1:$ORIGIN_PORT"]
 [[routes]]
 path_prefix = "/"
 upstream = "origin"
+
+# Scenario A measures uncached proxying, as Varnish's "return (pass)" and nginx without
+# proxy_cache do: the route bypasses the cache (nginx's static 1k has validators and would
+# otherwise be cached heuristically). Metrics and request ids stay on, as by default.
+[routes.cache]
+mode = "bypass"
 EOF
     RUST_LOG=warn taskset -c "$PROXY_CPU" "$VELOX_BIN" serve --config "$d/velox.toml" >"$d/velox.log" 2>&1 &
     VELOX_PID=$!

@@ -10,9 +10,24 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The fields that are hop-by-hop by definition (RFC 9110 §7.6.1), Connection first.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+}
+
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1): Connection, every field it names,
 /// and the fields that are hop-by-hop by definition.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names first: most messages carry none, and then nothing is hashed.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -23,15 +38,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-    ] {
+    let present: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+    for name in present {
         headers.remove(name);
     }
 }
@@ -46,7 +54,8 @@ fn append_to_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
         }
     }
     combined.push_str(value);
-    if let Ok(value) = HeaderValue::from_str(&combined) {
+    // From the String itself: no second copy.
+    if let Ok(value) = HeaderValue::try_from(combined) {
         headers.insert(name, value);
     }
 }
@@ -81,6 +90,16 @@ pub fn add_via(headers: &mut HeaderMap, received: Version, pseudonym: &str) {
         Version::HTTP_3 => "3",
         _ => "1.1",
     };
+    if !headers.contains_key(VIA) {
+        let mut value = String::with_capacity(version.len() + 1 + pseudonym.len());
+        value.push_str(version);
+        value.push(' ');
+        value.push_str(pseudonym);
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(VIA, value);
+        }
+        return;
+    }
     append_to_list(headers, VIA, &format!("{version} {pseudonym}"));
 }
 

@@ -143,7 +143,7 @@ async fn demo(
     println!("Velox demo is running.");
     println!("  edge:   http://{listen}/   <- open this");
     println!("  origin: http://{origin_listen}/   (the unoptimised site, direct)");
-    println!("  admin:  http://{admin}/healthz");
+    println!("  admin:  http://{admin}/   (live dashboard; /metrics for Prometheus)");
     println!("Press Ctrl-C to stop.");
     let code = run_until_stopped(server, Some(stop_origin)).await;
     let _ = origin_task.await;

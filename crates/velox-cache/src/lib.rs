@@ -1,4 +1,6 @@
-//! The Velox HTTP cache: pure RFC 9111 decisions (`policy`) and the storage tiers (`store`).
+//! The Velox HTTP cache: pure RFC 9111 decisions (`policy`), the storage tiers (`store`)
+//! and purge records (`purge`).
 
 pub mod policy;
+pub mod purge;
 pub mod store;

@@ -41,6 +41,14 @@ pub struct CacheConfig {
     pub forward_targeted_fields: bool,
     /// Add `key=` to every Cache-Status (it is added anyway when the request carries `Velox-Debug: key`).
     pub expose_key: bool,
+    /// Response fields whose values are the object's purge tags (split on spaces and commas).
+    pub tag_fields: Vec<String>,
+    /// Pass the tag fields on to clients (off: they are meant for this cache).
+    pub forward_tag_fields: bool,
+    /// Purge records older than this are folded into the "everything before" epoch.
+    pub purge_retention: Duration,
+    /// At most this many purge records are kept; beyond it the oldest fold into the epoch.
+    pub purge_max_records: usize,
 }
 
 impl Default for CacheConfig {
@@ -57,6 +65,14 @@ impl Default for CacheConfig {
             ],
             forward_targeted_fields: false,
             expose_key: false,
+            tag_fields: vec![
+                "surrogate-key".to_string(),
+                "cache-tag".to_string(),
+                "xkey".to_string(),
+            ],
+            forward_tag_fields: false,
+            purge_retention: Duration::from_secs(7 * 24 * 3600),
+            purge_max_records: 100_000,
         }
     }
 }

@@ -50,8 +50,19 @@ fn cache(c: &Config, e: &mut Errors) {
             );
         }
     }
+    for (i, field) in c.cache.tag_fields.iter().enumerate() {
+        if !valid_header_name(field) {
+            e.add(
+                format!("cache.tag_fields[{i}]"),
+                format!("{field:?} is not a header field name"),
+            );
+        }
+    }
     if c.cache.max_object_size.bytes() == 0 {
         e.add("cache.max_object_size", "must be greater than 0");
+    }
+    if c.cache.purge_max_records == 0 {
+        e.add("cache.purge_max_records", "must be greater than 0");
     }
     for (i, r) in c.routes.iter().enumerate() {
         let p = format!("routes[{i}].cache");

@@ -188,10 +188,16 @@ async fn route(req: Request<Incoming>, server: &Arc<Server>) -> AdminResponse {
                 }
             }
         }
+        (&Method::POST, "/api/purge") => {
+            if let Err(why) = authorize(&req, server) {
+                return unauthorized(why);
+            }
+            purge(req, server).await
+        }
         (
             _,
             "/" | "/index.html" | "/metrics" | "/api/stats" | "/api/stats/stream" | "/healthz"
-            | "/readyz" | "/api/reload",
+            | "/readyz" | "/api/reload" | "/api/purge",
         ) => json(
             StatusCode::METHOD_NOT_ALLOWED,
             serde_json::json!({ "error": "method not allowed" }),
@@ -201,6 +207,193 @@ async fn route(req: Request<Incoming>, server: &Arc<Server>) -> AdminResponse {
             serde_json::json!({ "error": "not found" }),
         ),
     }
+}
+
+/// A purge body is at most this large.
+const MAX_PURGE_BODY: usize = 1 << 20;
+/// At most this many URLs, prefixes and tags in one purge.
+const MAX_PURGE_ITEMS: usize = 10_000;
+
+fn bad_request(why: String) -> AdminResponse {
+    json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": why }))
+}
+
+/// `POST /api/purge`: records the purge (see docs/PURGE.md) and answers with what was recorded.
+async fn purge(req: Request<Incoming>, server: &Arc<Server>) -> AdminResponse {
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_PURGE_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return bad_request(format!("reading the body: {e}")),
+    };
+    let request = match parse_purge(&body) {
+        Ok(request) => request,
+        Err(why) => return bad_request(why),
+    };
+    let runtime = server.proxy().runtime();
+    let Some(cache) = runtime.cache() else {
+        return json(
+            StatusCode::CONFLICT,
+            serde_json::json!({ "error": "the cache is disabled ([cache] enabled = false)" }),
+        );
+    };
+    let outcome = match cache.purge(&runtime.config, &request) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::error!(error = %e, "purge applied in memory but not persisted");
+            return json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({
+                    "error": format!("the purge applies now but could not be persisted: {e}")
+                }),
+            );
+        }
+    };
+    let observer = server.observer();
+    let counts = [
+        ("url", request.urls.len()),
+        ("prefix", request.prefixes.len()),
+        ("tag", request.tags.len()),
+        ("all", usize::from(request.all)),
+    ];
+    for (kind, n) in counts {
+        for _ in 0..n {
+            observer.purged(kind);
+        }
+    }
+    let at_ms = outcome
+        .at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    tracing::info!(
+        urls = request.urls.len(),
+        prefixes = request.prefixes.len(),
+        tags = request.tags.len(),
+        all = request.all,
+        soft = request.soft,
+        "purge recorded"
+    );
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "purged": {
+                "urls": request.urls.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                "prefixes": request.prefixes,
+                "tags": request.tags,
+                "all": request.all,
+            },
+            "host": request.host,
+            "soft": request.soft,
+            "at": httpdate::fmt_http_date(outcome.at),
+            "at_ms": at_ms,
+            "removed": outcome.removed,
+            "records": cache.purge_records(),
+        }),
+    )
+}
+
+/// Validates a purge body: `{"urls": [...], "prefixes": [...], "tags": [...], "all": false,
+/// "soft": false, "host": "..."}`, every field optional but at least one purge asked for.
+fn parse_purge(body: &[u8]) -> Result<crate::cache::PurgeRequest, String> {
+    use serde_json::Value;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err("the body must be a JSON object".into());
+    };
+    let mut request = crate::cache::PurgeRequest::default();
+    let strings = |name: &str, v: &Value| -> Result<Vec<String>, String> {
+        let Value::Array(items) = v else {
+            return Err(format!("{name} must be an array of strings"));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(format!("{name}[{i}] must be a string")),
+            })
+            .collect()
+    };
+    let boolean = |name: &str, v: &Value| {
+        v.as_bool()
+            .ok_or_else(|| format!("{name} must be true or false"))
+    };
+    for (name, v) in &fields {
+        match name.as_str() {
+            "urls" => {
+                for (i, url) in strings(name, v)?.into_iter().enumerate() {
+                    let uri: http::Uri = url
+                        .parse()
+                        .map_err(|e| format!("urls[{i}]: {url:?} is not a URL: {e}"))?;
+                    let absolute = matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.authority().is_some_and(|a| !a.host().is_empty());
+                    if !absolute {
+                        return Err(format!(
+                            "urls[{i}]: {url:?} is not an absolute http(s) URL, e.g. https://example.com/a"
+                        ));
+                    }
+                    request.urls.push(uri);
+                }
+            }
+            "prefixes" => {
+                for (i, prefix) in strings(name, v)?.into_iter().enumerate() {
+                    if !prefix.starts_with('/') {
+                        return Err(format!(
+                            "prefixes[{i}]: {prefix:?} must be a path starting with \"/\""
+                        ));
+                    }
+                    request.prefixes.push(prefix);
+                }
+            }
+            "tags" => {
+                for (i, tag) in strings(name, v)?.into_iter().enumerate() {
+                    if tag.is_empty()
+                        || tag.len() > 256
+                        || tag.contains(|c: char| c == ',' || c.is_ascii_whitespace())
+                    {
+                        return Err(format!(
+                            "tags[{i}]: {tag:?} must be 1-256 bytes without spaces or commas"
+                        ));
+                    }
+                    request.tags.push(tag);
+                }
+            }
+            "all" => request.all = boolean(name, v)?,
+            "soft" => request.soft = boolean(name, v)?,
+            "host" => match v {
+                Value::Null => {}
+                Value::String(h) if !h.is_empty() && h.parse::<http::uri::Authority>().is_ok() => {
+                    request.host = Some(h.clone())
+                }
+                _ => return Err("host must be a host name, e.g. \"example.com\"".into()),
+            },
+            other => {
+                return Err(format!(
+                    "unknown field {other:?} (expected urls, prefixes, tags, all, soft, host)"
+                ))
+            }
+        }
+    }
+    let items = request.urls.len() + request.prefixes.len() + request.tags.len();
+    if items == 0 && !request.all {
+        return Err("nothing to purge: give urls, prefixes, tags or \"all\": true".into());
+    }
+    if items > MAX_PURGE_ITEMS {
+        return Err(format!(
+            "at most {MAX_PURGE_ITEMS} urls, prefixes and tags in one purge"
+        ));
+    }
+    if request.all && request.soft {
+        return Err(
+            "\"soft\" is not accepted with \"all\": purge everything is always hard".into(),
+        );
+    }
+    if request.host.is_some() && request.prefixes.is_empty() {
+        return Err("host applies to prefixes: give prefixes too".into());
+    }
+    Ok(request)
 }
 
 /// Mutating endpoints need `Authorization: Bearer <token>`; without a configured token they stay disabled.
@@ -246,5 +439,40 @@ mod tests {
         assert!(super::constant_time_eq(b"abc", b"abc"));
         assert!(!super::constant_time_eq(b"abc", b"abd"));
         assert!(!super::constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn purge_bodies() {
+        let ok = super::parse_purge(
+            br#"{"urls":["https://example.com/a?b"],"prefixes":["/i/"],"host":"example.com","tags":["t1","t2"],"soft":true}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.urls.len(), 1);
+        assert_eq!(ok.prefixes, ["/i/"]);
+        assert_eq!(ok.tags, ["t1", "t2"]);
+        assert!(ok.soft && !ok.all);
+        assert!(super::parse_purge(br#"{"all":true}"#).unwrap().all);
+        for bad in [
+            &b"not json"[..],
+            b"[]",
+            b"{}",
+            br#"{"urls":["/relative"]}"#,
+            br#"{"urls":["ftp://x/a"]}"#,
+            br#"{"urls":[1]}"#,
+            br#"{"prefixes":["images/"]}"#,
+            br#"{"tags":["a b"]}"#,
+            br#"{"tags":[""]}"#,
+            br#"{"tags":"a"}"#,
+            br#"{"all":true,"soft":true}"#,
+            br#"{"all":"yes"}"#,
+            br#"{"tags":["a"],"host":"x"}"#,
+            br#"{"tags":["a"],"extra":1}"#,
+        ] {
+            assert!(
+                super::parse_purge(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

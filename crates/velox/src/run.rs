@@ -1,6 +1,6 @@
 //! What each command does: start, wait for signals, stop.
 
-use crate::cli::{Cli, Command, ServeArgs};
+use crate::cli::{Cli, Command, PurgeArgs, ServeArgs};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
@@ -30,6 +30,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 admin,
             } => demo(listen, origin_listen, admin).await,
             Command::Origin { listen } => origin(listen).await,
+            Command::Purge(args) => purge(args).await,
             Command::Check { .. } => unreachable!("handled above"),
         }
     })
@@ -169,6 +170,83 @@ async fn origin(listen: std::net::SocketAddr) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `velox purge`: one POST to the admin API; prints the answer.
+async fn purge(args: PurgeArgs) -> ExitCode {
+    match send_purge(&args).await {
+        Ok((200, body)) => {
+            println!("{}", body.trim_end());
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            let why = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| body.trim().to_owned());
+            match status {
+                401 => eprintln!(
+                    "error: the admin API refused the purge (401 Unauthorized): {why}\n\
+                     give the node's admin token with --token or VELOX_ADMIN_TOKEN"
+                ),
+                _ => eprintln!("error: purge failed ({status}): {why}"),
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 exchange with the admin listener (plain HTTP, `Connection: close`).
+async fn send_purge(args: &PurgeArgs) -> anyhow::Result<(u16, String)> {
+    use anyhow::Context;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let admin = args.admin.trim_end_matches('/');
+    if admin.starts_with("https://") {
+        anyhow::bail!("the admin API speaks plain HTTP: give --admin host:port");
+    }
+    let admin = admin.strip_prefix("http://").unwrap_or(admin);
+    let body = serde_json::json!({
+        "urls": args.urls,
+        "prefixes": args.prefixes,
+        "tags": args.tags,
+        "all": args.all,
+        "soft": args.soft,
+        "host": args.host,
+    })
+    .to_string();
+    let token = args.token.as_deref().unwrap_or("");
+    let request = format!(
+        "POST /api/purge HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let limit = std::time::Duration::from_secs(30);
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(admin)
+            .await
+            .with_context(|| format!("connecting to the admin API at {admin}"))?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        anyhow::Ok(answer)
+    };
+    let answer = tokio::time::timeout(limit, exchange)
+        .await
+        .with_context(|| format!("no answer from {admin} within {limit:?}"))??;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("not an HTTP answer from {admin}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("not an HTTP answer from {admin}"))?;
+    Ok((status, body.to_owned()))
 }
 
 async fn wait_for_stop_signal() -> std::io::Result<()> {

@@ -5,7 +5,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const FORMAT: u8 = 1;
+/// 2: tags added. Entries of another format decode to `None` (a miss) and are replaced.
+const FORMAT: u8 = 2;
 const KIND_RESPONSE: u8 = 0;
 const KIND_VARIANTS: u8 = 1;
 
@@ -24,6 +25,8 @@ pub struct StoredResponse {
     pub must_revalidate: bool,
     /// Response `no-cache`: stored, but validated before every use.
     pub no_cache: bool,
+    /// Purge tags from the origin's tag fields (Surrogate-Key, Cache-Tag, ...).
+    pub tags: Vec<Box<str>>,
 }
 
 /// Stored under a URL whose responses vary: which request fields select the variant,
@@ -63,6 +66,12 @@ impl Meta {
                 out.put_u64(r.stale_while_revalidate.as_millis() as u64);
                 out.put_u64(r.stale_if_error.as_millis() as u64);
                 out.put_u8(u8::from(r.must_revalidate) | (u8::from(r.no_cache) << 1));
+                // Callers bound tags in count and length (see `cache::tags_of`).
+                out.put_u16(r.tags.len() as u16);
+                for tag in &r.tags {
+                    out.put_u16(tag.len() as u16);
+                    out.put_slice(tag.as_bytes());
+                }
                 out.put_u32(r.headers.len() as u32);
                 for (name, value) in &r.headers {
                     out.put_u16(name.as_str().len() as u16);
@@ -117,6 +126,13 @@ impl Meta {
                 let stale_while_revalidate = Duration::from_millis(u64_(&mut bytes)?);
                 let stale_if_error = Duration::from_millis(u64_(&mut bytes)?);
                 let flags = u8_(&mut bytes)?;
+                let tag_count = u16_(&mut bytes)? as usize;
+                let mut tags = Vec::with_capacity(tag_count.min(256));
+                for _ in 0..tag_count {
+                    let len = u16_(&mut bytes)? as usize;
+                    let tag = std::str::from_utf8(&take(&mut bytes, len)?).ok()?.into();
+                    tags.push(tag);
+                }
                 let count = u32_(&mut bytes)? as usize;
                 let mut headers = HeaderMap::with_capacity(count.min(256));
                 for _ in 0..count {
@@ -135,6 +151,7 @@ impl Meta {
                     stale_if_error,
                     must_revalidate: flags & 1 != 0,
                     no_cache: flags & 2 != 0,
+                    tags,
                 })))
             }
             KIND_VARIANTS => {
@@ -169,6 +186,7 @@ mod tests {
             stale_if_error: Duration::ZERO,
             must_revalidate: true,
             no_cache: false,
+            tags: vec!["product-42".into(), "é".into()],
         }
     }
 
@@ -190,5 +208,9 @@ mod tests {
             assert_eq!(Meta::decode(encoded.slice(..cut)), None, "cut at {cut}");
         }
         assert_eq!(Meta::decode(Bytes::from_static(b"\x09\x00")), None);
+        // The previous format (no tags) is a miss, never an object without its tags.
+        let mut old = encoded.to_vec();
+        old[0] = 1;
+        assert_eq!(Meta::decode(Bytes::from(old)), None);
     }
 }

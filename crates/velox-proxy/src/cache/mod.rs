@@ -23,7 +23,7 @@ use serve::{respond, set_cache_status, Entry};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use velox_cache::policy::conditional::{
     freshen_headers, not_modified_applies, validation_headers, PRECONDITION_HEADERS,
 };
@@ -34,6 +34,7 @@ use velox_cache::policy::{
     Fwd, KeyRules, RoutePolicy, ServeDecision, Storability, StoreDecision, StoreInput,
     StoredFreshness, TtlMode,
 };
+use velox_cache::purge::{Purges, Subject, Target, Verdict};
 use velox_cache::store::{Store, StoreConfig};
 use velox_config::{CacheMode, Config, RouteCacheConfig};
 
@@ -152,6 +153,35 @@ pub struct Cache {
     range_fetch_max: u64,
     max_object: u64,
     generation: AtomicU64,
+    purges: Purges,
+    tag_fields: Vec<HeaderName>,
+    forward_tag_fields: bool,
+}
+
+/// At most this many tags, of at most this many bytes each, are kept per object.
+const MAX_TAGS: usize = 256;
+const MAX_TAG_LEN: usize = 256;
+
+/// A purge, validated by the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct PurgeRequest {
+    /// Absolute URLs: every stored variant of each, under either scheme.
+    pub urls: Vec<Uri>,
+    /// Path prefixes, for `host` (or any host).
+    pub prefixes: Vec<String>,
+    pub host: Option<String>,
+    pub tags: Vec<String>,
+    pub all: bool,
+    pub soft: bool,
+}
+
+/// What a purge did.
+#[derive(Debug, Clone)]
+pub struct PurgeOutcome {
+    /// Objects stored at or before this instant (ms resolution) are covered.
+    pub at: SystemTime,
+    /// URL keys removed from the store outright (hard URL purges).
+    pub removed: usize,
 }
 
 const VELOX_DEBUG: &str = "velox-debug";
@@ -173,6 +203,17 @@ impl Cache {
             .iter()
             .map(|f| HeaderName::from_bytes(f.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
+        let tag_fields = c
+            .tag_fields
+            .iter()
+            .map(|f| HeaderName::from_bytes(f.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let purges = Purges::open(
+            Some(config.server.data_dir.join("purges.log")),
+            c.purge_retention.get(),
+            c.purge_max_records,
+        )
+        .map_err(|e| anyhow::anyhow!("loading purge records: {e}"))?;
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
@@ -186,11 +227,89 @@ impl Cache {
             range_fetch_max: c.range_fetch_max.bytes(),
             max_object: c.max_object_size.bytes(),
             generation: AtomicU64::new(seed),
+            purges,
+            tag_fields,
+            forward_tag_fields: c.forward_tag_fields,
         })))
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Records a purge (O(1) per target, whatever it covers) and, for hard purges, deletes
+    /// what can be deleted at once: exact URLs, and everything on `all`.
+    pub fn purge(&self, config: &Config, request: &PurgeRequest) -> std::io::Result<PurgeOutcome> {
+        let mut targets = Vec::new();
+        let mut removed = 0;
+        for url in &request.urls {
+            for key in purge_url_keys(config, url) {
+                if !request.soft && self.store.remove(&key) {
+                    removed += 1;
+                }
+                targets.push(Target::Url(key));
+            }
+        }
+        targets.extend(request.prefixes.iter().map(|prefix| Target::Prefix {
+            host: request.host.clone(),
+            prefix: prefix.clone(),
+        }));
+        targets.extend(request.tags.iter().cloned().map(Target::Tag));
+        if request.all {
+            targets.push(Target::All);
+        }
+        let at = self
+            .purges
+            .record(&targets, request.soft, SystemTime::now())?;
+        if request.all && !request.soft {
+            // Frees the space at once; the epoch record already covers in-flight stores.
+            self.store.clear();
+        }
+        Ok(PurgeOutcome {
+            at: UNIX_EPOCH + Duration::from_millis(at),
+            removed,
+        })
+    }
+
+    /// Purge records held (tags, prefixes, URLs).
+    pub fn purge_records(&self) -> usize {
+        self.purges.len()
+    }
+
+    /// Judges a found entry against the purge records: `None` when hard-purged; a soft purge
+    /// ends its freshness at the purge time, so it is revalidated (or served under
+    /// stale-while-revalidate / stale-if-error as its own directives allow).
+    fn unpurged(&self, facts: &RequestFacts, host: &str, entry: Entry) -> Option<Entry> {
+        let verdict = self.purges.check(&Subject {
+            stored_at: velox_cache::purge::millis(entry.meta.response_time),
+            tags: &entry.meta.tags,
+            host,
+            path: facts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            url_key: &facts.primary,
+        });
+        match verdict {
+            Verdict::Valid => Some(entry),
+            Verdict::Hard => {
+                self.store.remove(&entry.key);
+                None
+            }
+            Verdict::Soft(since) => {
+                let now = SystemTime::now();
+                let stale_for = now
+                    .duration_since(UNIX_EPOCH + Duration::from_millis(since))
+                    .unwrap_or_default();
+                let age_at_purge = entry.current_age(now).saturating_sub(stale_for);
+                if age_at_purge >= entry.meta.freshness_lifetime {
+                    return Some(entry);
+                }
+                let mut meta = (*entry.meta).clone();
+                meta.freshness_lifetime = age_at_purge;
+                Some(Entry {
+                    meta: Arc::new(meta),
+                    ..entry
+                })
+            }
+        }
     }
 
     pub async fn handle(
@@ -248,6 +367,7 @@ impl Cache {
         let method = req.method().clone();
         if method != Method::GET && method != Method::HEAD {
             let mut response = fwd.send(req).await;
+            self.strip_tags(response.headers_mut());
             if !velox_cache::policy::invalidation::is_safe_method(&method) {
                 for uri in invalidations(
                     &method,
@@ -285,10 +405,16 @@ impl Cache {
             full: full.clone(),
         };
         let now = SystemTime::now();
-        let found = self.lookup(&facts).await;
+        let found = match self.lookup(&facts).await {
+            Found::Hit(entry) => match self.unpurged(&facts, &authority, entry) {
+                Some(entry) => Found::Hit(entry),
+                None => Found::Purged,
+            },
+            other => other,
+        };
         let mut response = match found {
             Found::Hit(entry) => self.serve_found(facts, route, fwd, entry, now).await,
-            Found::VaryMiss | Found::Miss if facts.directives.only_if_cached => {
+            Found::VaryMiss | Found::Miss | Found::Purged if facts.directives.only_if_cached => {
                 let mut response = error_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     "only-if-cached",
@@ -303,6 +429,11 @@ impl Cache {
             // Misses and revalidations are boxed: their state would otherwise weigh on every hit.
             Found::VaryMiss => Box::pin(self.fetch(facts, route, fwd, Fwd::VaryMiss)).await,
             Found::Miss => Box::pin(self.fetch(facts, route, fwd, Fwd::UriMiss)).await,
+            Found::Purged => {
+                let mut response = Box::pin(self.fetch(facts, route, fwd, Fwd::UriMiss)).await;
+                append_param(response.headers_mut(), "detail=purged");
+                response
+            }
         };
         if show_key {
             append_key(response.headers_mut(), &full);
@@ -362,6 +493,7 @@ impl Cache {
             // Preconditions only the origin may judge: pass the request on as it is.
             None => {
                 let mut response = fwd.send(facts.client_request()).await;
+                self.strip_tags(response.headers_mut());
                 set_cache_status(response.headers_mut(), &CacheStatus::forward(Fwd::Request));
                 response
             }
@@ -430,6 +562,7 @@ impl Cache {
         // HEAD and byte ranges of large objects are passed through rather than filling the cache.
         if facts.method == Method::HEAD {
             let mut response = fwd.send(facts.client_request()).await;
+            self.strip_tags(response.headers_mut());
             set_cache_status(response.headers_mut(), &CacheStatus::forward(reason));
             return response;
         }
@@ -484,6 +617,7 @@ impl Cache {
         // A range of an object too large to wait for is passed through; the fill goes on.
         if facts.headers.contains_key(RANGE) && head.length > self.range_fetch_max {
             let mut response = fwd.send(facts.client_request()).await;
+            self.strip_tags(response.headers_mut());
             set_cache_status(
                 response.headers_mut(),
                 &status.with_detail("range-passed-through"),
@@ -541,10 +675,13 @@ impl Cache {
         else {
             drop(guard);
             self.strip_targeted(response.headers_mut());
+            self.strip_tags(response.headers_mut());
             set_cache_status(response.headers_mut(), &status);
             return response;
         };
         self.strip_targeted(response.headers_mut());
+        let tags = self.tags_of(response.headers());
+        self.strip_tags(response.headers_mut());
         for field in &decision.strip_fields {
             response.headers_mut().remove(field.as_str());
         }
@@ -565,6 +702,7 @@ impl Cache {
                 .unwrap_or(route.policy.stale_if_error_grace),
             must_revalidate: decision.must_revalidate,
             no_cache: decision.no_cache,
+            tags,
         };
         let storage_key = self.storage_key(facts, response.headers());
         let writer = storage_key.and_then(|key| {
@@ -606,6 +744,36 @@ impl Cache {
         match storability(&input, &route.policy, now) {
             Storability::Store(decision) if !decision.from_head => Some(decision),
             _ => None,
+        }
+    }
+
+    /// The object's purge tags: every tag field's values split on spaces and commas, deduplicated,
+    /// at most `MAX_TAGS` of at most `MAX_TAG_LEN` bytes (longer ones are ignored).
+    fn tags_of(&self, headers: &HeaderMap) -> Vec<Box<str>> {
+        let mut tags: Vec<Box<str>> = Vec::new();
+        let values = self.tag_fields.iter().flat_map(|f| headers.get_all(f));
+        for value in values {
+            let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+                continue;
+            };
+            for tag in text.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
+                if tags.len() >= MAX_TAGS {
+                    return tags;
+                }
+                if !tag.is_empty() && tag.len() <= MAX_TAG_LEN && !tags.iter().any(|t| &**t == tag)
+                {
+                    tags.push(tag.into());
+                }
+            }
+        }
+        tags
+    }
+
+    fn strip_tags(&self, headers: &mut HeaderMap) {
+        if !self.forward_tag_fields {
+            for name in &self.tag_fields {
+                headers.remove(name);
+            }
         }
     }
 
@@ -731,7 +899,12 @@ impl Cache {
         *probe.headers_mut() = headers.clone();
         let decision = self.decide(facts, route, &probe, now);
         self.strip_targeted(&mut headers);
+        let tags = self.tags_of(&headers);
+        self.strip_tags(&mut headers);
         let mut meta = (*entry.meta).clone();
+        if !tags.is_empty() {
+            meta.tags = tags;
+        }
         meta.headers = headers;
         meta.response_time = now;
         meta.corrected_initial_age =
@@ -814,6 +987,23 @@ enum Found {
     Hit(Entry),
     VaryMiss,
     Miss,
+    /// Found, but a hard purge covers it.
+    Purged,
+}
+
+/// The URL keys an absolute URL may be stored under: its route's query rules, either scheme.
+fn purge_url_keys(config: &Config, url: &Uri) -> Vec<String> {
+    let authority = url.authority().map_or("", |a| a.as_str());
+    let path_and_query = url.path_and_query().map_or("/", |p| p.as_str());
+    let rules = config
+        .match_route(Some(authority), url.path())
+        .and_then(|i| RouteCache::from_config(&config.routes[i].cache).ok())
+        .map(|route| route.url_key)
+        .unwrap_or_default();
+    ["http", "https"]
+        .iter()
+        .map(|scheme| primary_key(scheme, authority, path_and_query, &HeaderMap::new(), &rules))
+        .collect()
 }
 
 fn freshness_of(entry: &Entry, now: SystemTime) -> StoredFreshness {
@@ -877,6 +1067,28 @@ async fn fill(
     inflight.finish(Ok(()));
     // Only now may new requests stop joining this fetch: the object is in the store.
     drop(guard);
+}
+
+/// Adds a parameter (e.g. `detail=purged`) to this cache's Cache-Status member, unless that
+/// member already has one of the same name.
+fn append_param(headers: &mut HeaderMap, param: &str) {
+    let Some(current) = headers
+        .get(crate::errors::CACHE_STATUS)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let name = param.split('=').next().unwrap_or(param);
+    let last = current.rsplit(',').next().unwrap_or("");
+    if last
+        .split(';')
+        .any(|p| p.trim().split('=').next() == Some(name))
+    {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("{current}; {param}")) {
+        headers.insert(crate::errors::CACHE_STATUS, value);
+    }
 }
 
 /// Adds `key="..."` (an sf-string) to this cache's Cache-Status member, which is the last one.

@@ -46,8 +46,10 @@ const X_VELOX_ERROR: &str = "x-velox-error";
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Purge kinds, registered ahead of the purge feature (they stay zero until it lands).
+/// Purge kinds, the values of `velox_purges_total{kind}`.
 pub const PURGE_KINDS: [&str; 4] = ["tag", "prefix", "url", "all"];
+/// The dashboard lists this many of the latest purged items.
+const RECENT_PURGES: usize = 20;
 /// Top-URL tables keep this many slots each.
 pub const TOP_SLOTS: usize = 64;
 
@@ -59,6 +61,8 @@ pub struct Observer {
     unmatched: Arc<RouteMetrics>,
     reloads: [AtomicU64; 2],
     purges: [AtomicU64; PURGE_KINDS.len()],
+    /// (unix seconds, kind, target, soft) of the latest purged items, newest last.
+    recent_purges: Mutex<std::collections::VecDeque<(u64, &'static str, String, bool)>>,
     log_dropped: Arc<AtomicU64>,
     log: Option<AccessLog>,
     top_requests: Mutex<TopK>,
@@ -107,6 +111,7 @@ impl Observer {
             unmatched: Arc::new(RouteMetrics::new(UNMATCHED_ROUTE.into())),
             reloads: Default::default(),
             purges: Default::default(),
+            recent_purges: Mutex::default(),
             log_dropped,
             log,
             top_requests: Mutex::new(TopK::new(TOP_SLOTS)),
@@ -156,11 +161,21 @@ impl Observer {
         self.reloads[usize::from(!ok)].fetch_add(1, Relaxed);
     }
 
-    /// Counts a purge of `kind` (one of [`PURGE_KINDS`]).
-    pub fn purged(&self, kind: &str) {
-        if let Some(i) = PURGE_KINDS.iter().position(|k| *k == kind) {
-            self.purges[i].fetch_add(1, Relaxed);
+    /// Counts a purged item of `kind` (one of [`PURGE_KINDS`]) and lists it on the dashboard.
+    pub fn purged(&self, kind: &str, target: &str, soft: bool) {
+        let Some(i) = PURGE_KINDS.iter().position(|k| *k == kind) else {
+            return;
+        };
+        self.purges[i].fetch_add(1, Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut recent = self.recent_purges.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_PURGES {
+            recent.pop_front();
         }
+        let target: String = target.chars().take(200).collect();
+        recent.push_back((now, PURGE_KINDS[i], target, soft));
     }
 
     pub fn log_dropped(&self) -> u64 {
@@ -850,8 +865,14 @@ impl Observer {
             "connections": connections,
             "top_requests": top(&self.top_requests),
             "top_misses": top(&self.top_misses),
-            "purges": [],
-            "purges_available": false,
+            "purges": self.recent_purges.lock().unwrap_or_else(|p| p.into_inner()).iter().rev()
+                .map(|(at, kind, target, soft)| json!({
+                    "time": httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(*at)),
+                    "kind": if *soft { format!("{kind} (soft)") } else { (*kind).to_owned() },
+                    "target": target,
+                }))
+                .collect::<Vec<_>>(),
+            "purges_available": true,
             "log_dropped": self.log_dropped(),
         })
     }

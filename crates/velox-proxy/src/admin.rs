@@ -251,16 +251,19 @@ async fn purge(req: Request<Incoming>, server: &Arc<Server>) -> AdminResponse {
         }
     };
     let observer = server.observer();
-    let counts = [
-        ("url", request.urls.len()),
-        ("prefix", request.prefixes.len()),
-        ("tag", request.tags.len()),
-        ("all", usize::from(request.all)),
-    ];
-    for (kind, n) in counts {
-        for _ in 0..n {
-            observer.purged(kind);
-        }
+    let soft = request.soft;
+    for url in &request.urls {
+        observer.purged("url", &url.to_string(), soft);
+    }
+    for prefix in &request.prefixes {
+        let target = format!("{}{prefix}", request.host.as_deref().unwrap_or("*"));
+        observer.purged("prefix", &target, soft);
+    }
+    for tag in &request.tags {
+        observer.purged("tag", tag, soft);
+    }
+    if request.all {
+        observer.purged("all", "*", soft);
     }
     let at_ms = outcome
         .at

@@ -838,7 +838,9 @@ impl Cache {
         if status == StatusCode::NOT_MODIFIED
             && not_modified_applies(response.headers(), &entry.selected())
         {
-            let fresh = self.freshen(&facts, route, &entry, response.headers(), request_time, now);
+            let fresh = self
+                .freshen(&facts, route, &entry, response.headers(), request_time, now)
+                .await;
             let cache_status = CacheStatus::forward(Fwd::Stale).with_fwd_status(304);
             let freshness = freshness_of(&fresh, now);
             return respond(
@@ -884,7 +886,7 @@ impl Cache {
     }
 
     /// Applies a 304 to a stored entry (RFC 9111 §3.2, §4.3.4) and stores the result.
-    fn freshen(
+    async fn freshen(
         &self,
         facts: &RequestFacts,
         route: &RouteCache,
@@ -938,10 +940,11 @@ impl Cache {
             }
             let _ = writer.finish();
         };
+        // Done before answering, so the next request finds the freshened entry.
         if entry.object.is_in_memory() {
             rewrite();
         } else {
-            tokio::task::spawn_blocking(rewrite);
+            let _ = tokio::task::spawn_blocking(rewrite).await;
         }
         fresh
     }

@@ -50,6 +50,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const PURGE_KINDS: [&str; 4] = ["tag", "prefix", "url", "all"];
 /// The dashboard lists this many of the latest purged items.
 const RECENT_PURGES: usize = 20;
+/// Bodies up to this size are recorded with the response head (they go out in one write).
+const SMALL_BODY: u64 = 64 * 1024;
 /// Top-URL tables keep this many slots each.
 pub const TOP_SLOTS: usize = 64;
 
@@ -417,6 +419,13 @@ impl Scope {
             }
         }
         if !rec.metrics && !rec.log {
+            return response;
+        }
+        // A small body of known length leaves in the same write as the head: record it now
+        // and spare every such response a counting wrapper.
+        let exact = http_body::Body::size_hint(response.body()).exact();
+        if let Some(len) = exact.filter(|&l| l <= SMALL_BODY) {
+            rec.complete(len);
             return response;
         }
         response.map(|inner| {

@@ -286,7 +286,8 @@ fn acceptable_request_id(v: &HeaderValue) -> bool {
 pub struct Recording {
     observer: Arc<Observer>,
     route: Arc<RouteMetrics>,
-    route_name: Arc<str>,
+    /// Only when the request is logged.
+    route_name: Option<Arc<str>>,
     upstream: Option<Arc<UpstreamMetrics>>,
     server_timing: bool,
     metrics: bool,
@@ -316,7 +317,7 @@ impl Scope {
         route: Option<usize>,
         req: &mut Request<B>,
         client: IpAddr,
-    ) -> Option<Box<Recording>> {
+    ) -> Option<Recording> {
         let request_id = if self.request_id {
             match req.headers().get(&X_REQUEST_ID) {
                 Some(v) if acceptable_request_id(v) => Some(v.clone()),
@@ -338,10 +339,11 @@ impl Scope {
         if !self.metrics && !log && request_id.is_none() && !rs.server_timing {
             return None;
         }
-        Some(Box::new(Recording {
+        // By value: no allocation; the log-only parts are cloned only when this one is logged.
+        Some(Recording {
             observer: self.observer.clone(),
             route: rs.metrics.clone(),
-            route_name: rs.name.clone(),
+            route_name: log.then(|| rs.name.clone()),
             upstream: rs.upstream.clone(),
             server_timing: rs.server_timing,
             metrics: self.metrics,
@@ -349,23 +351,23 @@ impl Scope {
             started: Instant::now(),
             method: req.method().clone(),
             uri: req.uri().clone(),
-            host: req.headers().get(http::header::HOST).cloned(),
+            host: if log {
+                req.headers().get(http::header::HOST).cloned()
+            } else {
+                None
+            },
             client,
             request_id,
             status: 0,
             parsed: None,
             cache_status: None,
             first_byte: None,
-        }))
+        })
     }
 
     /// Called with the response head: adds `X-Request-Id` and `Server-Timing`, counts the
     /// upstream side, and wraps the body so the rest is recorded when it ends.
-    pub fn finish(
-        &self,
-        rec: Option<Box<Recording>>,
-        mut response: Response<Body>,
-    ) -> Response<Body> {
+    pub fn finish(&self, rec: Option<Recording>, mut response: Response<Body>) -> Response<Body> {
         let Some(mut rec) = rec else {
             return response;
         };
@@ -440,7 +442,7 @@ impl Scope {
 }
 
 impl Recording {
-    fn complete(self: Box<Self>, bytes: u64) {
+    fn complete(self, bytes: u64) {
         let total = self.started.elapsed();
         let parsed = self.parsed.unwrap_or(ParsedStatus {
             outcome: CacheOutcome::Bypass,
@@ -473,24 +475,22 @@ impl Recording {
                 }
             }
         }
-        if self.log {
-            if let Some(log) = &o.log {
-                log.log(LogEvent {
-                    time: SystemTime::now(),
-                    client: self.client,
-                    method: self.method,
-                    host: self.host,
-                    uri: self.uri,
-                    status: self.status,
-                    bytes,
-                    duration: total,
-                    upstream: self.first_byte,
-                    cache: parsed.outcome,
-                    cache_status: self.cache_status,
-                    route: self.route_name,
-                    request_id: self.request_id,
-                });
-            }
+        if let (true, Some(log), Some(route)) = (self.log, &o.log, self.route_name) {
+            log.log(LogEvent {
+                time: SystemTime::now(),
+                client: self.client,
+                method: self.method,
+                host: self.host,
+                uri: self.uri,
+                status: self.status,
+                bytes,
+                duration: total,
+                upstream: self.first_byte,
+                cache: parsed.outcome,
+                cache_status: self.cache_status,
+                route,
+                request_id: self.request_id,
+            });
         }
     }
 }
@@ -499,7 +499,7 @@ impl Recording {
 struct Recorded {
     inner: Body,
     bytes: u64,
-    rec: Option<Box<Recording>>,
+    rec: Option<Recording>,
 }
 
 impl Recorded {

@@ -234,7 +234,16 @@ impl Observer {
 
     fn next_request_id(&self) -> Option<HeaderValue> {
         let n = self.rid_counter.fetch_add(1, Relaxed);
-        HeaderValue::try_from(format!("{}-{n:x}", self.rid_prefix)).ok()
+        // "<process prefix>-<counter in hex>", written by hand: this runs for every request.
+        let mut id = String::with_capacity(self.rid_prefix.len() + 17);
+        id.push_str(&self.rid_prefix);
+        id.push('-');
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            let nibble = ((n >> (shift * 4)) & 0xf) as u8;
+            id.push(char::from(b"0123456789abcdef"[usize::from(nibble)]));
+        }
+        HeaderValue::try_from(id).ok()
     }
 }
 

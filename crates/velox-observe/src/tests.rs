@@ -127,3 +127,21 @@ fn everything_off_costs_nothing() {
         .is_none());
     assert!(!req.headers().contains_key(&X_REQUEST_ID));
 }
+
+#[test]
+fn generated_request_ids_are_prefix_dash_hex_counter() {
+    let observer = Observer::start(&config("")).unwrap();
+    let scope = observer.scope(&config(""));
+    let ids: Vec<String> = (0..18)
+        .map(|_| {
+            let mut req = Request::get("/").body(()).unwrap();
+            scope.begin(Some(0), &mut req, "127.0.0.1".parse().unwrap());
+            req.headers()[&X_REQUEST_ID].to_str().unwrap().to_owned()
+        })
+        .collect();
+    let (prefix, first) = ids[0].split_once('-').unwrap();
+    assert_eq!(prefix.len(), 16);
+    assert_eq!(first, "0");
+    assert_eq!(ids[10], format!("{prefix}-a"));
+    assert_eq!(ids[17], format!("{prefix}-11"));
+}

@@ -194,10 +194,17 @@ async fn route(req: Request<Incoming>, server: &Arc<Server>) -> AdminResponse {
             }
             purge(req, server).await
         }
+        // Reveals cache keys and tags: token required, like the mutating endpoints.
+        (&Method::GET, "/api/cache") => {
+            if let Err(why) = authorize(&req, server) {
+                return unauthorized(why);
+            }
+            cache_entries(&req, server).await
+        }
         (
             _,
             "/" | "/index.html" | "/metrics" | "/api/stats" | "/api/stats/stream" | "/healthz"
-            | "/readyz" | "/api/reload" | "/api/purge",
+            | "/readyz" | "/api/reload" | "/api/purge" | "/api/cache",
         ) => json(
             StatusCode::METHOD_NOT_ALLOWED,
             serde_json::json!({ "error": "method not allowed" }),
@@ -211,8 +218,7 @@ async fn route(req: Request<Incoming>, server: &Arc<Server>) -> AdminResponse {
 
 /// A purge body is at most this large.
 const MAX_PURGE_BODY: usize = 1 << 20;
-/// At most this many URLs, prefixes and tags in one purge.
-const MAX_PURGE_ITEMS: usize = 10_000;
+use crate::cache::MAX_PURGE_ITEMS;
 
 fn bad_request(why: String) -> AdminResponse {
     json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": why }))
@@ -250,50 +256,72 @@ async fn purge(req: Request<Incoming>, server: &Arc<Server>) -> AdminResponse {
             );
         }
     };
-    let observer = server.observer();
-    let soft = request.soft;
-    for url in &request.urls {
-        observer.purged("url", &url.to_string(), soft);
-    }
-    for prefix in &request.prefixes {
-        let target = format!("{}{prefix}", request.host.as_deref().unwrap_or("*"));
-        observer.purged("prefix", &target, soft);
-    }
-    for tag in &request.tags {
-        observer.purged("tag", tag, soft);
-    }
-    if request.all {
-        observer.purged("all", "*", soft);
-    }
-    let at_ms = outcome
-        .at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    tracing::info!(
-        urls = request.urls.len(),
-        prefixes = request.prefixes.len(),
-        tags = request.tags.len(),
-        all = request.all,
-        soft = request.soft,
-        "purge recorded"
-    );
     json(
         StatusCode::OK,
-        serde_json::json!({
-            "purged": {
-                "urls": request.urls.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
-                "prefixes": request.prefixes,
-                "tags": request.tags,
-                "all": request.all,
-            },
-            "host": request.host,
-            "soft": request.soft,
-            "at": httpdate::fmt_http_date(outcome.at),
-            "at_ms": at_ms,
-            "removed": outcome.removed,
-            "records": cache.purge_records(),
-        }),
+        crate::cache::purge_answer(&request, &outcome, cache.purge_records()),
     )
+}
+
+/// `GET /api/cache?url=<absolute URL, percent-encoded>`: the entries stored for that URL.
+async fn cache_entries<B>(req: &Request<B>, server: &Arc<Server>) -> AdminResponse {
+    let url = match url_param(req.uri().query().unwrap_or("")) {
+        Ok(url) => url,
+        Err(why) => return bad_request(why),
+    };
+    let runtime = server.proxy().runtime();
+    let Some(cache) = runtime.cache() else {
+        return json(
+            StatusCode::CONFLICT,
+            serde_json::json!({ "error": "the cache is disabled ([cache] enabled = false)" }),
+        );
+    };
+    let entries = cache.entries(&runtime.config, &url).await;
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "url": url.to_string(), "entries": entries }),
+    )
+}
+
+/// The `url` query parameter, percent-decoded (`+` is kept as is), as an absolute http(s) URL.
+fn url_param(query: &str) -> Result<http::Uri, String> {
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("url="))
+        .ok_or("give the URL to look up: /api/cache?url=<absolute URL, percent-encoded>")?;
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut rest = raw.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        match (b, tail) {
+            (b'%', [h, l, more @ ..]) if hex(*h).is_some() && hex(*l).is_some() => {
+                bytes.push(hex(*h).unwrap_or(0) << 4 | hex(*l).unwrap_or(0));
+                rest = more;
+            }
+            (b'%', _) => return Err("url: bad percent-encoding".into()),
+            _ => {
+                bytes.push(b);
+                rest = tail;
+            }
+        }
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "url: not UTF-8".to_string())?;
+    absolute_url(&text).map_err(|why| format!("url: {why}"))
+}
+
+/// Parses an absolute http(s) URL, or says why it is not one.
+fn absolute_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let absolute = matches!(uri.scheme_str(), Some("http" | "https"))
+        && uri.authority().is_some_and(|a| !a.host().is_empty());
+    if absolute {
+        Ok(uri)
+    } else {
+        Err(format!(
+            "{url:?} is not an absolute http(s) URL, e.g. https://example.com/a"
+        ))
+    }
 }
 
 /// Validates a purge body: `{"urls": [...], "prefixes": [...], "tags": [...], "all": false,
@@ -327,16 +355,7 @@ fn parse_purge(body: &[u8]) -> Result<crate::cache::PurgeRequest, String> {
         match name.as_str() {
             "urls" => {
                 for (i, url) in strings(name, v)?.into_iter().enumerate() {
-                    let uri: http::Uri = url
-                        .parse()
-                        .map_err(|e| format!("urls[{i}]: {url:?} is not a URL: {e}"))?;
-                    let absolute = matches!(uri.scheme_str(), Some("http" | "https"))
-                        && uri.authority().is_some_and(|a| !a.host().is_empty());
-                    if !absolute {
-                        return Err(format!(
-                            "urls[{i}]: {url:?} is not an absolute http(s) URL, e.g. https://example.com/a"
-                        ));
-                    }
+                    let uri = absolute_url(&url).map_err(|why| format!("urls[{i}]: {why}"))?;
                     request.urls.push(uri);
                 }
             }
@@ -352,10 +371,7 @@ fn parse_purge(body: &[u8]) -> Result<crate::cache::PurgeRequest, String> {
             }
             "tags" => {
                 for (i, tag) in strings(name, v)?.into_iter().enumerate() {
-                    if tag.is_empty()
-                        || tag.len() > 256
-                        || tag.contains(|c: char| c == ',' || c.is_ascii_whitespace())
-                    {
+                    if !crate::cache::valid_purge_tag(&tag) {
                         return Err(format!(
                             "tags[{i}]: {tag:?} must be 1-256 bytes without spaces or commas"
                         ));
@@ -442,6 +458,24 @@ mod tests {
         assert!(super::constant_time_eq(b"abc", b"abc"));
         assert!(!super::constant_time_eq(b"abc", b"abd"));
         assert!(!super::constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn url_parameters() {
+        let ok = super::url_param("x=1&url=http%3A%2F%2Fexample.com%2Fa%3Fb%3D1%2Bc").unwrap();
+        assert_eq!(ok.to_string(), "http://example.com/a?b=1+c");
+        assert!(super::url_param("url=https://h/p").is_ok());
+        for bad in [
+            "",
+            "x=1",
+            "url=",
+            "url=/a",
+            "url=ftp%3A%2F%2Fh%2F",
+            "url=%zz",
+            "url=%E9",
+        ] {
+            assert!(super::url_param(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -107,10 +107,11 @@ impl Server {
         };
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let limits = conn_limits(&config);
-        let cache = crate::cache::Cache::open(&config).context("opening the cache")?;
-        let cache_config = config.cache.clone();
         let observer =
             velox_observe::Observer::start(&config).context("starting the access log")?;
+        let cache =
+            crate::cache::Cache::open(&config, observer.clone()).context("opening the cache")?;
+        let cache_config = config.cache.clone();
         let runtime = Runtime::build(config, cache.clone(), &observer)?;
         let (drain, drain_rx) = watch::channel(false);
         let shared = Arc::new(Shared {

@@ -6,6 +6,7 @@
 
 mod coalesce;
 mod meta;
+mod purging;
 mod serve;
 
 use crate::body::{self, Body};
@@ -19,6 +20,7 @@ use http::{
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use meta::{Meta, StoredResponse, Variants};
+pub use purging::{purge_answer, valid_purge_tag, MAX_PURGE_ITEMS};
 use serve::{respond, set_cache_status, Entry};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +36,7 @@ use velox_cache::policy::{
     Fwd, KeyRules, RoutePolicy, ServeDecision, Storability, StoreDecision, StoreInput,
     StoredFreshness, TtlMode,
 };
-use velox_cache::purge::{Purges, Subject, Target, Verdict};
+use velox_cache::purge::{Purges, Subject, Verdict};
 use velox_cache::store::{Store, StoreConfig};
 use velox_config::{CacheMode, Config, RouteCacheConfig};
 
@@ -156,6 +158,13 @@ pub struct Cache {
     purges: Purges,
     tag_fields: Vec<HeaderName>,
     forward_tag_fields: bool,
+    /// Bumped by every purge: part of the coalescing key, so a request that starts after a
+    /// purge never joins an origin fetch that began before it.
+    purge_seq: AtomicU64,
+    purge_method: bool,
+    purge_allow: Vec<velox_config::Cidr>,
+    variant_index: Mutex<purging::VariantIndex>,
+    observer: Arc<velox_observe::Observer>,
 }
 
 /// At most this many tags, of at most this many bytes each, are kept per object.
@@ -182,13 +191,20 @@ pub struct PurgeOutcome {
     pub at: SystemTime,
     /// URL keys removed from the store outright (hard URL purges).
     pub removed: usize,
+    /// Time spent recording it (and deleting what is deleted at once), before the answer waits
+    /// for the clock to leave the record's millisecond.
+    pub took: Duration,
 }
 
 const VELOX_DEBUG: &str = "velox-debug";
 
 impl Cache {
-    /// Opens the store under `data_dir/cache`; `None` when the cache is disabled.
-    pub fn open(config: &Config) -> anyhow::Result<Option<Arc<Cache>>> {
+    /// Opens the store under `data_dir/cache`; `None` when the cache is disabled. Purges are
+    /// counted by `observer`.
+    pub fn open(
+        config: &Config,
+        observer: Arc<velox_observe::Observer>,
+    ) -> anyhow::Result<Option<Arc<Cache>>> {
         let c = &config.cache;
         if !c.enabled {
             return Ok(None);
@@ -214,6 +230,11 @@ impl Cache {
             c.purge_max_records,
         )
         .map_err(|e| anyhow::anyhow!("loading purge records: {e}"))?;
+        let purge_allow = c
+            .purge_allow
+            .iter()
+            .map(|net| net.parse().map_err(|e: String| anyhow::anyhow!(e)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
@@ -230,45 +251,16 @@ impl Cache {
             purges,
             tag_fields,
             forward_tag_fields: c.forward_tag_fields,
+            purge_seq: AtomicU64::new(0),
+            purge_method: c.purge_method,
+            purge_allow,
+            variant_index: Mutex::default(),
+            observer,
         })))
     }
 
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    /// Records a purge (O(1) per target, whatever it covers) and, for hard purges, deletes
-    /// what can be deleted at once: exact URLs, and everything on `all`.
-    pub fn purge(&self, config: &Config, request: &PurgeRequest) -> std::io::Result<PurgeOutcome> {
-        let mut targets = Vec::new();
-        let mut removed = 0;
-        for url in &request.urls {
-            for key in purge_url_keys(config, url) {
-                if !request.soft && self.store.remove(&key) {
-                    removed += 1;
-                }
-                targets.push(Target::Url(key));
-            }
-        }
-        targets.extend(request.prefixes.iter().map(|prefix| Target::Prefix {
-            host: request.host.clone(),
-            prefix: prefix.clone(),
-        }));
-        targets.extend(request.tags.iter().cloned().map(Target::Tag));
-        if request.all {
-            targets.push(Target::All);
-        }
-        let at = self
-            .purges
-            .record(&targets, request.soft, SystemTime::now())?;
-        if request.all && !request.soft {
-            // Frees the space at once; the epoch record already covers in-flight stores.
-            self.store.clear();
-        }
-        Ok(PurgeOutcome {
-            at: UNIX_EPOCH + Duration::from_millis(at),
-            removed,
-        })
     }
 
     /// Purge records held (tags, prefixes, URLs).
@@ -365,6 +357,10 @@ impl Cache {
             return response;
         }
         let method = req.method().clone();
+        if method.as_str() == "PURGE" {
+            let peer = fwd.conn.peer.ip();
+            return self.purge_method(&req, route, scheme, &authority, &path_and_query, peer);
+        }
         if method != Method::GET && method != Method::HEAD {
             let mut response = fwd.send(req).await;
             self.strip_tags(response.headers_mut());
@@ -534,21 +530,30 @@ impl Cache {
     }
 
     async fn get(&self, key: &str) -> Option<(Arc<velox_cache::store::Object>, Arc<Meta>)> {
-        let object = match self.store.get_memory(key) {
-            Some(object) => object,
+        self.peek(key).await.map(|(_, object, meta)| (object, meta))
+    }
+
+    /// Looks `key` up; also says which tier (`"memory"` or `"disk"`) it was found in.
+    async fn peek(
+        &self,
+        key: &str,
+    ) -> Option<(&'static str, Arc<velox_cache::store::Object>, Arc<Meta>)> {
+        let (tier, object) = match self.store.get_memory(key) {
+            Some(object) => ("memory", object),
             // Most misses are answered here, from the in-memory disk index, without a thread hop.
             None if !self.store.disk_may_have(key) => return None,
             None => {
                 // The disk tier reads files: off the async threads.
                 let store = self.store.clone();
                 let key = key.to_owned();
-                tokio::task::spawn_blocking(move || store.get(&key))
+                let object = tokio::task::spawn_blocking(move || store.get(&key))
                     .await
-                    .ok()??
+                    .ok()??;
+                ("disk", object)
             }
         };
         let meta = object.decoded(|bytes| Meta::decode(bytes.clone()))?;
-        Some((object, meta))
+        Some((tier, object, meta))
     }
 
     /// A miss: join the fetch already in flight for this key, or lead one.
@@ -566,7 +571,8 @@ impl Cache {
             set_cache_status(response.headers_mut(), &CacheStatus::forward(reason));
             return response;
         }
-        match self.coalescer.join(&facts.full) {
+        let seq = self.purge_seq.load(Ordering::Acquire);
+        match self.coalescer.join(&format!("{seq}\n{}", facts.full)) {
             Role::Leader(guard) => {
                 let request_time = SystemTime::now();
                 let response = fwd.send(facts.origin_request()).await;
@@ -682,6 +688,20 @@ impl Cache {
         self.strip_targeted(response.headers_mut());
         let tags = self.tags_of(response.headers());
         self.strip_tags(response.headers_mut());
+        // A purge recorded since the origin request was sent may cover this response, though it
+        // arrived after it: answer this client with it, but do not store it.
+        let covered = self.purges.check(&Subject {
+            stored_at: velox_cache::purge::millis(request_time),
+            tags: &tags,
+            host: request_host(&facts.uri, &facts.headers).unwrap_or(""),
+            path: facts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            url_key: &facts.primary,
+        });
+        if covered != Verdict::Valid {
+            drop(guard);
+            set_cache_status(response.headers_mut(), &status.with_detail("purged"));
+            return response;
+        }
         for field in &decision.strip_fields {
             response.headers_mut().remove(field.as_str());
         }
@@ -815,7 +835,12 @@ impl Cache {
                 variants
             }
         };
-        variant_key(facts, &variants)
+        let key = variant_key(facts, &variants)?;
+        self.variant_index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note(primary, variants.generation, &key);
+        Some(key)
     }
 
     /// Validates a stale entry with the origin (RFC 9111 §4.3): a 304 freshens it, an error may
@@ -992,21 +1017,6 @@ enum Found {
     Miss,
     /// Found, but a hard purge covers it.
     Purged,
-}
-
-/// The URL keys an absolute URL may be stored under: its route's query rules, either scheme.
-fn purge_url_keys(config: &Config, url: &Uri) -> Vec<String> {
-    let authority = url.authority().map_or("", |a| a.as_str());
-    let path_and_query = url.path_and_query().map_or("/", |p| p.as_str());
-    let rules = config
-        .match_route(Some(authority), url.path())
-        .and_then(|i| RouteCache::from_config(&config.routes[i].cache).ok())
-        .map(|route| route.url_key)
-        .unwrap_or_default();
-    ["http", "https"]
-        .iter()
-        .map(|scheme| primary_key(scheme, authority, path_and_query, &HeaderMap::new(), &rules))
-        .collect()
 }
 
 fn freshness_of(entry: &Entry, now: SystemTime) -> StoredFreshness {

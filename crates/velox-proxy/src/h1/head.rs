@@ -4,6 +4,9 @@ use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
+/// Fields the request path adds to a request (request id, X-Forwarded-For/Proto/Host, Via).
+const FIELDS_ADDED_DOWNSTREAM: usize = 6;
+
 /// More fields than this and the head is refused with 431, whatever its size.
 const MAX_HEADERS: usize = 128;
 
@@ -113,7 +116,8 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>
     if !origin_form && !absolute_or_authority_form(&method, &uri) {
         return Err(HeadError::Malformed("invalid request target"));
     }
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the fields later stages add (request id, X-Forwarded-*, Via) without a regrow.
+    let mut headers = HeaderMap::with_capacity(spans.len() + FIELDS_ADDED_DOWNSTREAM);
     for (name, range) in spans {
         let value = HeaderValue::from_maybe_shared(head.slice(range))
             .map_err(|_| HeadError::Malformed("invalid header field value"))?;

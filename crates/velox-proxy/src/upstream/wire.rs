@@ -106,7 +106,8 @@ pub fn parse_response_head(
         spans.push((name, start, start + field.value.len()));
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the fields Velox adds (Via, Cache-Status, Age, request id) without a regrow.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 6);
     for (name, start, end) in spans {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| WireError::Malformed("bad header value"))?;

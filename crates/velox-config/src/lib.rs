@@ -20,7 +20,7 @@ pub use schema::{
     Config, Limits, ObserveConfig, RouteCacheConfig, RouteConfig, ServerConfig, TlsListenerConfig,
     UpstreamConfig,
 };
-pub use types::{ByteSize, Duration};
+pub use types::{ByteSize, Cidr, Duration};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

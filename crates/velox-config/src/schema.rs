@@ -49,6 +49,10 @@ pub struct CacheConfig {
     pub purge_retention: Duration,
     /// At most this many purge records are kept; beyond it the oldest fold into the epoch.
     pub purge_max_records: usize,
+    /// Accept the `PURGE` method on the edge listeners (Varnish-style), from `purge_allow` only.
+    pub purge_method: bool,
+    /// Client networks (CIDR) allowed to send `PURGE`.
+    pub purge_allow: Vec<String>,
 }
 
 impl Default for CacheConfig {
@@ -73,6 +77,8 @@ impl Default for CacheConfig {
             forward_tag_fields: false,
             purge_retention: Duration::from_secs(7 * 24 * 3600),
             purge_max_records: 100_000,
+            purge_method: false,
+            purge_allow: vec!["127.0.0.1/32".to_string(), "::1/128".to_string()],
         }
     }
 }

@@ -660,3 +660,15 @@ fn observe_errors_have_field_paths() {
     let err = parse(&format!("{MINIMAL}\n[access_log]\nbogus = 1\n"), base()).unwrap_err();
     assert!(err.to_string().contains("access_log"), "{err}");
 }
+
+#[test]
+fn purge_allow_networks_have_field_paths() {
+    let mut c = minimal();
+    assert!(!c.cache.purge_method);
+    assert_eq!(c.cache.purge_allow, ["127.0.0.1/32", "::1/128"]);
+    c.cache.purge_allow = vec!["10.0.0.0/8".into(), "10.0.0.0/40".into(), "nope".into()];
+    assert_eq!(
+        paths(&c),
+        vec!["cache.purge_allow[1]", "cache.purge_allow[2]"]
+    );
+}

@@ -232,6 +232,53 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// An IP network written `addr/len` (`"10.0.0.0/8"`, `"::1/128"`); a bare address is a /32
+/// or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    len: u8,
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| {
+            format!("{s:?} is not an IP network like \"10.0.0.0/8\" or \"::1/128\"")
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{s:?}: the prefix length must be 0 to {max}")),
+            },
+        };
+        Ok(Cidr { addr, len })
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` is in this network; IPv4-mapped IPv6 addresses count as IPv4.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let bits = |a: u128, b: u128, width: u32| {
+            let shift = width - u32::from(self.len);
+            shift >= width || (a >> shift) == (b >> shift)
+        };
+        match (self.addr, ip.to_canonical()) {
+            (V4(net), V4(ip)) => bits(u32::from(net).into(), u32::from(ip).into(), 32),
+            (V6(net), V6(ip)) => bits(u128::from(net), u128::from(ip), 128),
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +366,33 @@ mod tests {
         }
         assert_eq!(Duration::from_secs(90).to_string(), "1m30s");
         assert_eq!(Duration::from_millis(250).to_string(), "250ms");
+    }
+
+    #[test]
+    fn cidrs() {
+        let c = |s: &str| s.parse::<Cidr>().unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(c("127.0.0.1/32").contains(ip("127.0.0.1")));
+        assert!(!c("127.0.0.1/32").contains(ip("127.0.0.2")));
+        assert!(c("10.0.0.0/8").contains(ip("10.200.3.4")));
+        assert!(c("10.0.0.0/8").contains(ip("::ffff:10.1.2.3")));
+        assert!(!c("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(c("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(!c("0.0.0.0/0").contains(ip("::1")));
+        assert!(c("::1/128").contains(ip("::1")));
+        assert!(c("fd00::/8").contains(ip("fd12::1")));
+        assert!(c("::/0").contains(ip("2001:db8::1")));
+        assert!(c("192.168.1.7").contains(ip("192.168.1.7")));
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "x/1",
+            "10.0.0.0/-1",
+            "10.0.0.0/",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
+        }
     }
 }

@@ -64,6 +64,11 @@ fn cache(c: &Config, e: &mut Errors) {
     if c.cache.purge_max_records == 0 {
         e.add("cache.purge_max_records", "must be greater than 0");
     }
+    for (i, net) in c.cache.purge_allow.iter().enumerate() {
+        if let Err(why) = net.parse::<crate::types::Cidr>() {
+            e.add(format!("cache.purge_allow[{i}]"), why);
+        }
+    }
     for (i, r) in c.routes.iter().enumerate() {
         let p = format!("routes[{i}].cache");
         let policy = &r.cache;

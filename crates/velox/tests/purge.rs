@@ -1,5 +1,6 @@
 //! Purges over real sockets: a counting hyper origin in this file, a real `velox` process in
-//! front of it, and purges through `POST /api/purge` and the `velox purge` command.
+//! front of it, and purges through `POST /api/purge`, the `velox purge` command and the edge
+//! `PURGE` method; `GET /api/cache` shows what is stored.
 //!
 //! Origin counts are exact: a purged object costs exactly one more origin request, an object
 //! the purge does not cover costs none.
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 ///   `/big/...`: `Surrogate-Key: big`; `/small/...`: `xkey: small`;
 /// * `/v/...`: `Vary: Accept-Language` (the body names the language);
 /// * `/swr/...`: `stale-while-revalidate=60`; `/sie/...`: `stale-if-error=600`;
+/// * `/slow/...`: answered 10 ms after the request is counted;
 /// * everything `max-age=600` with `ETag: "v1"`, answered 304 to `If-None-Match: "v1"`.
 ///
 /// While `down`, it answers 503.
@@ -65,7 +67,15 @@ impl Origin {
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(state.answer(req)) }
+                        async move {
+                            let slow = req.uri().path().starts_with("/slow/");
+                            let response = state.answer(req);
+                            if slow {
+                                // Numbered on arrival, answered later: purges land meanwhile.
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -170,6 +180,11 @@ impl Origin {
 // ---------------------------------------------------------------------------------------------
 
 async fn start_velox(origin: &Origin) -> Velox {
+    start_velox_with(origin, "").await
+}
+
+/// Velox with extra `[cache]` settings.
+async fn start_velox_with(origin: &Origin, cache: &str) -> Velox {
     let (addr, admin) = (free_addr(), free_addr());
     let config = format!(
         r#"
@@ -179,6 +194,8 @@ shutdown_grace = "5s"
 [admin]
 listen = "{admin}"
 token = "secret"
+[cache]
+{cache}
 [[upstreams]]
 name = "origin"
 servers = ["http://{}"]
@@ -734,4 +751,342 @@ async fn tag_purge_cost_does_not_grow_with_the_objects_it_covers() {
     for reply in get_all(&velox, &small).await {
         assert!(cache_status(&reply).contains("detail=purged"));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Purge everything under load
+// ---------------------------------------------------------------------------------------------
+
+/// The origin's per-path request number in a body (`"<path> #<n>"`).
+fn version(body: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(body);
+    let n = text.rsplit('#').next().unwrap_or("");
+    n.parse()
+        .unwrap_or_else(|_| panic!("no version in {text:?}"))
+}
+
+/// Clients keep requesting cached objects while `{"all": true}` purges land, again and again,
+/// so purges also meet refills in flight (the origin answers 10 ms after numbering a request):
+/// every response that started after a purge was answered carries a version the origin
+/// produced after the purge was sent.
+#[tokio::test]
+async fn purge_all_under_load_never_serves_an_object_from_before_the_purge() {
+    let origin = Origin::start().await;
+    let velox = start_velox(&origin).await;
+    let objects = paths("/slow/", 20);
+    store_all(&velox, &origin, &objects).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = client();
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let (client, stop, objects) = (client.clone(), stop.clone(), objects.clone());
+        let urls: Vec<String> = objects.iter().map(|p| velox.url(p)).collect();
+        workers.push(tokio::spawn(async move {
+            // (started, path index, version)
+            let mut seen = Vec::new();
+            let mut i = w;
+            while !stop.load(Ordering::SeqCst) {
+                i = (i + 7) % urls.len();
+                let started = Instant::now();
+                let req = http::Request::get(&urls[i])
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let response = client.request(req).await.expect("response");
+                assert_eq!(response.status(), 200);
+                let body = response.into_body().collect().await.expect("body");
+                seen.push((started, i, version(&body.to_bytes())));
+            }
+            seen
+        }));
+    }
+    // Each round: the versions already produced when the purge is sent, and when it answered.
+    let mut rounds = Vec::new();
+    for round in 0..8 {
+        tokio::time::sleep(Duration::from_millis(if round % 2 == 0 { 150 } else { 3 })).await;
+        let before: Vec<usize> = objects.iter().map(|p| origin.count(p)).collect();
+        let answer = purge(&velox, serde_json::json!({ "all": true })).await;
+        assert_eq!(answer.status, 200);
+        rounds.push((Instant::now(), before));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut checked = 0;
+    for worker in workers {
+        for (started, i, version) in worker.await.unwrap() {
+            for (answered, before) in &rounds {
+                if started > *answered {
+                    checked += 1;
+                    assert!(
+                        version > before[i],
+                        "{}: version {version} served after a purge sent at version {}",
+                        objects[i],
+                        before[i]
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} responses after purges");
+    assert!(objects.iter().all(|p| origin.count(p) >= 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /api/cache
+// ---------------------------------------------------------------------------------------------
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn inspect(velox: &Velox, url: &str) -> Reply {
+    let api = format!(
+        "http://{}/api/cache?url={}",
+        velox.admin,
+        percent_encode(url)
+    );
+    request("GET", &api, &[("authorization", "Bearer secret")], b"").await
+}
+
+#[tokio::test]
+async fn api_cache_shows_a_plain_entry() {
+    let origin = Origin::start().await;
+    let velox = start_velox(&origin).await;
+    let url = velox.url("/a/shown?x=1");
+    let nothing = inspect(&velox, &url).await;
+    assert_eq!(nothing.status, 200);
+    assert_eq!(
+        nothing.json(),
+        serde_json::json!({ "url": url, "entries": [] })
+    );
+
+    let body = get(&url).await.body;
+    wait_hits(&velox, &["/a/shown?x=1".to_owned()]).await;
+    let reply = inspect(&velox, &url).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    let json = reply.json();
+    assert_eq!(json["url"], url);
+    let entries = json["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{json}");
+    let e = &entries[0];
+    assert!(
+        e["key"]
+            .as_str()
+            .is_some_and(|k| k.contains("/a/shown?x=1")),
+        "{e}"
+    );
+    assert_eq!(e["tier"], "memory");
+    assert_eq!(e["status"], 200);
+    assert_eq!(e["size"], body.len());
+    assert_eq!(e["tags"], serde_json::json!(["group-a", "common"]));
+    assert_eq!(e["purged"], "none");
+    assert!(e["stored"].is_string() && e["stored_ms"].as_u64().is_some());
+    assert!(
+        e["ttl_s"]
+            .as_i64()
+            .is_some_and(|t| (590..=600).contains(&t)),
+        "{e}"
+    );
+
+    // A tag purge leaves the entry in place until it is next looked up; it shows as purged.
+    assert_eq!(
+        purge(&velox, serde_json::json!({ "tags": ["common"] }))
+            .await
+            .status,
+        200
+    );
+    let json = inspect(&velox, &url).await.json();
+    assert_eq!(json["entries"][0]["purged"], "hard", "{json}");
+    // A URL purge removes it.
+    assert_eq!(
+        purge(&velox, serde_json::json!({ "urls": [url] }))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        inspect(&velox, &url).await.json()["entries"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn api_cache_shows_every_variant_of_a_varying_url() {
+    let origin = Origin::start().await;
+    let velox = start_velox(&origin).await;
+    let url = velox.url("/v/inspected");
+    for lang in ["en", "fr", "de"] {
+        for _ in 0..2 {
+            request("GET", &url, &[("accept-language", lang)], b"").await;
+        }
+    }
+    assert_eq!(origin.count("/v/inspected"), 3);
+    let json = inspect(&velox, &url).await.json();
+    let entries = json["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 3, "{json}");
+    let mut keys: Vec<&str> = entries.iter().filter_map(|e| e["key"].as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 3);
+    for e in entries {
+        assert_eq!(e["vary"], serde_json::json!(["accept-language"]), "{e}");
+        assert_eq!(e["status"], 200);
+        assert_eq!(e["tier"], "memory");
+    }
+    // After a URL purge, nothing is reachable.
+    assert_eq!(
+        purge(&velox, serde_json::json!({ "urls": [url] }))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        inspect(&velox, &url).await.json()["entries"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn api_cache_needs_the_token_and_an_absolute_url() {
+    let origin = Origin::start().await;
+    let velox = start_velox(&origin).await;
+    let url = velox.url("/a/secret");
+    get(&url).await;
+    let api = format!(
+        "http://{}/api/cache?url={}",
+        velox.admin,
+        percent_encode(&url)
+    );
+    let none = get(&api).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    assert!(!String::from_utf8_lossy(&none.body).contains("group-a"));
+    let wrong = request("GET", &api, &[("authorization", "Bearer nope")], b"").await;
+    assert_eq!(wrong.status, 401);
+
+    let auth = [("authorization", "Bearer secret")];
+    let base = format!("http://{}/api/cache", velox.admin);
+    for query in [
+        "",
+        "?x=1",
+        "?url=",
+        "?url=%2Fa%2Fsecret",
+        "?url=ftp%3A%2F%2Fh%2Fa",
+        "?url=%zz",
+    ] {
+        let reply = request("GET", &format!("{base}{query}"), &auth, b"").await;
+        assert_eq!(reply.status, 400, "{query}");
+        assert!(reply.json()["error"].is_string());
+    }
+    let post = request("POST", &api, &auth, b"").await;
+    assert_eq!(post.status, 405);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The edge PURGE method
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn purge_method_is_refused_when_disabled() {
+    let origin = Origin::start().await;
+    let velox = start_velox(&origin).await;
+    store_all(&velox, &origin, &["/a/kept".to_owned()]).await;
+    let reply = request("PURGE", &velox.url("/a/kept"), &[], b"").await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("x-velox-error"), Some("purge-disabled"));
+    assert!(is_hit(&get(&velox.url("/a/kept")).await));
+    assert_eq!(origin.count("/a/kept"), 1, "not passed on to the origin");
+}
+
+#[tokio::test]
+async fn purge_method_purges_a_url_tags_or_softly_when_allowed() {
+    let origin = Origin::start().await;
+    let velox = start_velox_with(&origin, "purge_method = true").await;
+    // A URL: every variant.
+    let page = velox.url("/v/page");
+    for lang in ["en", "fr"] {
+        for _ in 0..2 {
+            request("GET", &page, &[("accept-language", lang)], b"").await;
+        }
+    }
+    assert_eq!(origin.count("/v/page"), 2);
+    let reply = request("PURGE", &page, &[], b"").await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let json = reply.json();
+    assert_eq!(json["purged"]["urls"], serde_json::json!([page]));
+    assert_eq!(json["soft"], false);
+    assert!(json["took_us"].as_u64().is_some(), "{json}");
+    for lang in ["en", "fr"] {
+        let reply = request("GET", &page, &[("accept-language", lang)], b"").await;
+        assert!(!is_hit(&reply), "{lang}: {}", cache_status(&reply));
+    }
+    assert_eq!(origin.count("/v/page"), 4);
+
+    // Tags from Surrogate-Key / xkey: those objects, whatever the path of the PURGE.
+    let (a, b) = (paths("/a/", 3), paths("/b/", 3));
+    store_all(&velox, &origin, &a).await;
+    store_all(&velox, &origin, &b).await;
+    let reply = request("PURGE", &velox.url("/"), &[("xkey", "group-a")], b"").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json()["purged"]["tags"],
+        serde_json::json!(["group-a"])
+    );
+    for reply in get_all(&velox, &a).await {
+        assert!(cache_status(&reply).contains("detail=purged"));
+    }
+    for reply in get_all(&velox, &b).await {
+        assert!(is_hit(&reply));
+    }
+
+    // Soft: revalidated with the origin.
+    let reply = request("PURGE", &velox.url("/b/0"), &[("velox-purge", "soft")], b"").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["soft"], true);
+    let reply = get(&velox.url("/b/0")).await;
+    let status = cache_status(&reply);
+    assert!(
+        status.starts_with("velox; fwd=stale; fwd-status=304"),
+        "{status}"
+    );
+    assert_eq!(origin.conditionals("/b/0"), ["\"v1\""]);
+
+    let metrics = get(&format!("http://{}/metrics", velox.admin)).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("velox_purges_total{kind=\"url\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("velox_purges_total{kind=\"tag\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn purge_method_is_forbidden_outside_the_allowed_networks() {
+    let origin = Origin::start().await;
+    let cache = r#"purge_method = true
+purge_allow = ["10.0.0.0/8", "::1/128"]"#;
+    let velox = start_velox_with(&origin, cache).await;
+    store_all(&velox, &origin, &["/a/guarded".to_owned()]).await;
+    let reply = request("PURGE", &velox.url("/a/guarded"), &[], b"").await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.header("x-velox-error"), Some("purge-forbidden"));
+    let reply = request(
+        "PURGE",
+        &velox.url("/"),
+        &[("surrogate-key", "group-a")],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    assert!(is_hit(&get(&velox.url("/a/guarded")).await));
+    assert_eq!(origin.count("/a/guarded"), 1);
 }

@@ -8,6 +8,12 @@
 #             plus p50 added latency at low load (wrk -t1 -c1, proxy p50 - direct p50).
 # Scenario B: idle keep-alive connections (bench/idle_conns.py): server RSS growth per
 #             connection with 10,000 open idle connections.
+# Scenario C: cache hits from memory, 1 KiB and 100 KiB (/cached/, which the origin marks
+#             `public, max-age=3600`): Velox (default cache), nginx proxy_cache, Varnish
+#             (default caching VCL); hits verified by response headers and by the origin's
+#             request counter (stub_status) staying flat during each measured run.
+# Scenario D: Velox 1 KiB hits with observability on (metrics + request ids, the defaults),
+#             off (metrics = false, request_id = false), and on plus the JSON access log.
 #
 # Every proxy under test runs pinned to CPU 0; wrk, the idle-connection client and the
 # origin run pinned to CPU 1. Each server has its own temp dir and ports on 127.0.0.1.
@@ -29,6 +35,9 @@ WARMUP=2             # seconds of unrecorded warm-up per target
 IDLE_CONNS=10000     # scenario B connections
 RUN_A=1
 RUN_B=1
+RUN_C=1
+RUN_D=1
+ONLY_SEEN=0
 SAME_CPU_LAT=1
 VELOX_BIN=""
 BUILD=1
@@ -38,7 +47,7 @@ LOAD_CPU=1
 usage() {
     cat <<EOF
 usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-duration S]
-                         [--idle-conns N] [--quick] [--only-a | --only-b]
+                         [--idle-conns N] [--quick] [--only-a] [--only-b] [--only-c] [--only-d]
                          [--velox PATH] [--no-build] [--no-same-cpu] [-h|--help]
 
   --duration S          seconds per throughput run, wrk -t1 -c\$CONNS   (default $DURATION)
@@ -47,7 +56,7 @@ usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-dura
   --latency-duration S  seconds per low-load latency run, wrk -t1 -c1    (default $LAT_DURATION)
   --idle-conns N        idle keep-alive connections in scenario B        (default $IDLE_CONNS)
   --quick               smoke run: --duration 3 --rounds 1 --latency-duration 2 --idle-conns 2000
-  --only-a | --only-b   run one scenario only
+  --only-a .. --only-d  run only the named scenario(s); repeat to combine (e.g. --only-c --only-d)
   --velox PATH          use this velox binary (default: target/release/velox, built if missing)
   --no-build            do not run cargo build; fail if the binary is missing
   --no-same-cpu         skip the diagnostic low-load latency runs with the proxy moved to CPU 1
@@ -63,8 +72,10 @@ while [[ $# -gt 0 ]]; do
         --latency-duration) LAT_DURATION="$2"; shift 2 ;;
         --idle-conns) IDLE_CONNS="$2"; shift 2 ;;
         --quick) DURATION=3; ROUNDS=1; LAT_DURATION=2; WARMUP=1; IDLE_CONNS=2000; shift ;;
-        --only-a) RUN_B=0; shift ;;
-        --only-b) RUN_A=0; shift ;;
+        --only-[abcd])
+            [[ $ONLY_SEEN -eq 0 ]] && { RUN_A=0; RUN_B=0; RUN_C=0; RUN_D=0; ONLY_SEEN=1; }
+            case "$1" in --only-a) RUN_A=1 ;; --only-b) RUN_B=1 ;; --only-c) RUN_C=1 ;; --only-d) RUN_D=1 ;; esac
+            shift ;;
         --velox) VELOX_BIN="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --no-same-cpu) SAME_CPU_LAT=0; shift ;;
@@ -193,10 +204,14 @@ cleanup() {
 # Each start_* sets <NAME>_PID and <NAME>_PORT.
 
 # The origin: nginx serving a static 1 KiB file, 1 worker, pinned to the load CPU.
+# /1k is `no-store`; /cached/1k and /cached/100k are `public, max-age=3600` (scenarios C, D).
+# /origin_status (stub_status) counts the requests the origin has served.
 start_origin() {
     local d="$TMP/origin"
-    mkdir -p "$d/www" "$d/tmp"
+    mkdir -p "$d/www/cached" "$d/tmp"
     head -c 1024 /dev/zero | tr '\0' 'x' > "$d/www/1k"
+    head -c 1024 /dev/zero | tr '\0' 'x' > "$d/www/cached/1k"
+    head -c 102400 /dev/zero | tr '\0' 'y' > "$d/www/cached/100k"
     ORIGIN_PORT=$(free_port)
     cat > "$d/nginx.conf" <<EOF
 worker_processes 1;
@@ -221,6 +236,8 @@ http {
         listen 127.0.0.1:$ORIGIN_PORT;
         root $d/www;
         location / { add_header Cache-Control "no-store"; }
+        location /cached/ { add_header Cache-Control "public, max-age=3600"; }
+        location = /origin_status { stub_status; }
     }
 }
 EOF
@@ -230,13 +247,18 @@ EOF
     wait_http origin "$ORIGIN_PORT" /1k "$ORIGIN_PID"
 }
 
+# start_velox [NAME [EXTRA_TOML]]: a Velox instance; sets ${NAME^^}_PORT and ${NAME^^}_PID.
+# "velox" is the default config (scenarios A-D); scenario D adds "velox_off" (metrics and
+# request ids off) and "velox_log" (defaults plus the JSON access log to a file).
 start_velox() {
-    local d="$TMP/velox"
+    local name="${1:-velox}" extra="${2:-}"
+    local d="$TMP/$name" port pid
     mkdir -p "$d/data"
-    VELOX_PORT=$(free_port)
+    port=$(free_port)
+    printf -v "${name^^}_PORT" '%s' "$port"
     cat > "$d/velox.toml" <<EOF
 [server]
-listen = ["127.0.0.1:$VELOX_PORT"]
+listen = ["127.0.0.1:$port"]
 data_dir = "$d/data"
 
 [admin]
@@ -245,10 +267,17 @@ listen = false
 [limits]
 max_connections = 20000
 idle_timeout = "300s"
+$extra
 
 [[upstreams]]
 name = "origin"
 servers = ["http://127.0.0.1:$ORIGIN_PORT"]
+
+# Scenarios C and D: cache hits. Default cache policy ("respect"); the origin sends
+# Cache-Control: public, max-age=3600 for /cached/.
+[[routes]]
+path_prefix = "/cached/"
+upstream = "origin"
 
 [[routes]]
 path_prefix = "/"
@@ -261,9 +290,10 @@ upstream = "origin"
 mode = "bypass"
 EOF
     RUST_LOG=warn taskset -c "$PROXY_CPU" "$VELOX_BIN" serve --config "$d/velox.toml" >"$d/velox.log" 2>&1 &
-    VELOX_PID=$!
-    PIDS+=("$VELOX_PID")
-    wait_http velox "$VELOX_PORT" /1k "$VELOX_PID"
+    pid=$!
+    printf -v "${name^^}_PID" '%s' "$pid"
+    PIDS+=("$pid")
+    wait_http "$name" "$port" /1k "$pid"
 }
 
 # nginx as a reverse proxy: 1 worker, keep-alive to the origin, no access log.
@@ -287,6 +317,9 @@ http {
     fastcgi_temp_path $d/tmp/fastcgi;
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
+    # Scenario C: keys in shared memory, bodies in files under the temp dir (served from the
+    # page cache once warm; nginx has no memory-only body store).
+    proxy_cache_path $d/cache levels=1:2 keys_zone=hits:10m max_size=1g inactive=1h use_temp_path=off;
     upstream origin {
         server 127.0.0.1:$ORIGIN_PORT;
         keepalive 256;
@@ -299,6 +332,14 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
+        location /cached/ {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache hits;
+            proxy_cache_valid 200 1h;
+            add_header X-Cache-Status \$upstream_cache_status always;
+        }
     }
 }
 EOF
@@ -308,7 +349,8 @@ EOF
     wait_http nginx "$NGINX_PORT" /1k "$NGINX_PID"
 }
 
-# Varnish passing everything (uncached proxying), small malloc storage, foreground.
+# Varnish passing everything (uncached proxying) except /cached/, which takes the built-in
+# (caching) vcl_recv (scenario C); small malloc storage, foreground.
 start_varnish() {
     local d="$TMP/varnish"
     mkdir -p "$d/work"
@@ -316,7 +358,8 @@ start_varnish() {
     cat > "$d/pass.vcl" <<EOF
 vcl 4.1;
 backend origin { .host = "127.0.0.1"; .port = "$ORIGIN_PORT"; }
-sub vcl_recv { return (pass); }
+sub vcl_recv { if (req.url !~ "^/cached/") { return (pass); } }
+sub vcl_deliver { if (obj.hits > 0) { set resp.http.X-Cache = "HIT"; } else { set resp.http.X-Cache = "MISS"; } }
 EOF
     # -j none: no privilege separation, so the temp dir needs no chown.
     # timeout_idle: keep idle client connections (default 5 s would close them in scenario B).
@@ -327,9 +370,52 @@ EOF
     wait_http varnish "$VARNISH_PORT" /1k "$VARNISH_PID"
 }
 
+# rotate R NAME...: the names rotated left by (R-1), so that no target always goes first in a round.
+rotate() {
+    local r="$1"; shift
+    local n=$# i
+    local a=("$@")
+    for ((i = 0; i < n; i++)); do echo "${a[$(( (i + r - 1) % n ))]}"; done
+}
+
 # ---------------------------------------------------------------- measurements
-port_of() { case "$1" in direct) echo "$ORIGIN_PORT" ;; velox) echo "$VELOX_PORT" ;; nginx) echo "$NGINX_PORT" ;; varnish) echo "$VARNISH_PORT" ;; esac; }
-pid_of()  { case "$1" in direct) echo "$ORIGIN_PID" ;; velox) echo "$VELOX_PID" ;; nginx) echo "$NGINX_PID" ;; varnish) echo "$VARNISH_PID" ;; esac; }
+# direct -> ORIGIN_PORT, velox_off -> VELOX_OFF_PORT, ...
+port_of() { local v; [[ $1 == direct ]] && v=ORIGIN_PORT || v="${1^^}_PORT"; echo "${!v}"; }
+pid_of()  { local v; [[ $1 == direct ]] && v=ORIGIN_PID || v="${1^^}_PID"; echo "${!v}"; }
+
+# Requests the origin has served so far (stub_status; the query itself counts as one).
+origin_requests() {
+    curl -s --max-time 5 "http://127.0.0.1:$ORIGIN_PORT/origin_status" | awk 'NR==3{print $3}'
+}
+
+# is_hit NAME PATH: one GET through a proxy; true when it is 200, has the expected body size
+# and the proxy's own header says it was a cache hit. Headers go to the raw log.
+is_hit() {
+    local name="$1" path="$2" out want hdr
+    case "$path" in */100k) want=102400 ;; *) want=1024 ;; esac
+    out=$(curl -s -D "$TMP/hit.headers" -o /dev/null -w '%{http_code} %{size_download}' --max-time 5 \
+            "http://127.0.0.1:$(port_of "$name")$path")
+    { echo "### $name GET $path -> $out"; cat "$TMP/hit.headers"; } >> "$RAW_LOG"
+    [[ "$out" == "200 $want" ]] || return 1
+    case "$name" in
+        velox*) hdr='^cache-status: velox; hit' ;;
+        nginx) hdr='^x-cache-status: hit' ;;
+        varnish) hdr='^x-cache: hit' ;;
+        *) return 1 ;;
+    esac
+    tr -d '\r' < "$TMP/hit.headers" | grep -qi "$hdr"
+}
+
+# warm_cache NAME PATH: request until the proxy reports a hit (at most 5 tries).
+warm_cache() {
+    local i
+    for i in 1 2 3 4 5; do
+        is_hit "$1" "$2" && return 0
+        sleep 0.2
+    done
+    log "warning: $1 does not report a cache hit for $2 after 5 requests; see $RAW_LOG"
+    return 1
+}
 
 # Check one response through a target: status 200 and a 1024-byte body.
 check_response() {
@@ -340,19 +426,33 @@ check_response() {
     [[ "$out" == "200 1024" ]] || die "$name: expected '200 1024', got '$out'"
 }
 
-# run_wrk TARGET CONNS DURATION KIND ROUND: one bounded wrk run on the load CPU, measuring the
-# target server's CPU ticks around it; appends a line to $RESULTS_TSV.
+# run_wrk TARGET CONNS DURATION KIND ROUND [PATH]: one bounded wrk run on the load CPU, measuring
+# the target server's CPU ticks and the origin's request count around it; appends a line to
+# $RESULTS_TSV. With CHECK_HIT set, a hit is checked just before and just after the run
+# (hit_before=, hit_after=); POST_HOOK names a function whose output (key=value) is appended.
 run_wrk() {
-    local name="$1" conns="$2" dur="$3" kind="$4" round="$5"
-    local port pid c0 c1 out line
+    local name="$1" conns="$2" dur="$3" kind="$4" round="$5" path="${6:-/1k}"
+    local port pid c0 c1 o0 o1 out line
     port=$(port_of "$name"); pid=$(pid_of "$name")
     kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is not running"
+    local pre="" post=""
+    if [[ -n "${CHECK_HIT:-}" ]]; then
+        is_hit "$name" "$path" && pre="hit_before=1" || pre="hit_before=0"
+    fi
+    o0=$(origin_requests)
     c0=$(measure_cpu "$pid")
     out=$(timeout $((dur + 30)) taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${dur}s" --timeout 5s --latency \
-            -s "$BENCH_DIR/report.lua" "http://127.0.0.1:$port/1k" 2>&1)
+            -s "$BENCH_DIR/report.lua" "http://127.0.0.1:$port$path" 2>&1)
     local rc=$?
     c1=$(measure_cpu "$pid")
-    { echo "### $kind $name round $round (wrk -t1 -c$conns -d${dur}s, rc=$rc, server cpu ticks $((c1 - c0)))"; echo "$out"; } >> "$RAW_LOG"
+    o1=$(origin_requests)
+    if [[ -n "${CHECK_HIT:-}" ]]; then
+        is_hit "$name" "$path" && post="hit_after=1" || post="hit_after=0"
+    fi
+    [[ -n "${POST_HOOK:-}" ]] && post+=" $($POST_HOOK "$name")"
+    # Origin requests during the run (minus the second stub_status query itself).
+    local origin_reqs=$(( ${o1:-0} - ${o0:-0} - 1 ))
+    { echo "### $kind $name round $round (wrk -t1 -c$conns -d${dur}s $path, rc=$rc, server cpu ticks $((c1 - c0)), origin requests $origin_reqs)"; echo "$out"; } >> "$RAW_LOG"
     line=$(grep '^WRKRESULT' <<<"$out")
     if [[ $rc -ne 0 || -z "$line" ]]; then
         log "warning: wrk against $name failed (rc=$rc); see $RAW_LOG"
@@ -360,10 +460,13 @@ run_wrk() {
     fi
     [[ $kind == warmup ]] && return 0
     # kind name round cpu_ticks clk_tck key=value...
-    echo "$kind $name $round $((c1 - c0)) $CLK_TCK ${line#WRKRESULT }" >> "$RESULTS_TSV"
+    echo "$kind $name $round $((c1 - c0)) $CLK_TCK ${line#WRKRESULT } origin_reqs=$origin_reqs $pre $post" >> "$RESULTS_TSV"
     local rps
     rps=$(awk -v l="$line" 'BEGIN{split(l,a," "); for(i in a){split(a[i],kv,"="); v[kv[1]]=kv[2]} printf "%.0f", v["requests"]/(v["duration_us"]/1e6)}')
-    log "$kind $name round $round: ${rps} req/s, server CPU $((c1 - c0)) ticks"
+    log "$kind $name round $round: ${rps} req/s, server CPU $((c1 - c0)) ticks, origin requests $origin_reqs $pre $post"
+    [[ "$pre $post" == *hit_before=0* || "$pre $post" == *hit_after=0* ]] && log "warning: $name $path was not a cache hit before/after the run ($pre $post)"
+    [[ -n "${CHECK_HIT:-}" && $origin_reqs -gt 0 ]] && log "warning: $origin_reqs origin requests during the $name hit run"
+    return 0
 }
 
 # Move every thread of a server's processes to one CPU.
@@ -415,6 +518,50 @@ scenario_b() {
     done
 }
 
+scenario_c() {
+    local proxies=(velox nginx varnish) sizes=(1k 100k) t r sz
+    log "scenario C: warming the caches (/cached/1k, /cached/100k)"
+    for sz in "${sizes[@]}"; do
+        for t in "${proxies[@]}"; do warm_cache "$t" "/cached/$sz"; done
+    done
+    export CHECK_HIT=1
+    for sz in "${sizes[@]}"; do
+        for t in "${proxies[@]}"; do run_wrk "$t" "$CONNS" "$WARMUP" warmup 0 "/cached/$sz"; done
+    done
+    for r in $(seq 1 "$ROUNDS"); do
+        for sz in "${sizes[@]}"; do
+            log "scenario C round $r/$ROUNDS: $sz hits (wrk -t1 -c$CONNS -d${DURATION}s)"
+            for t in $(rotate "$r" "${proxies[@]}"); do run_wrk "$t" "$CONNS" "$DURATION" "hit$sz" "$r" "/cached/$sz"; done
+        done
+    done
+    unset CHECK_HIT
+}
+
+# Scenario D helper: access-log lines written during the run; then empties the log file.
+access_log_lines() {
+    local f="$TMP/$1/access.log" n=0
+    if [[ -f "$f" ]]; then
+        sleep 0.5     # let the background writer drain its queue
+        n=$(wc -l < "$f")
+        : > "$f"
+    fi
+    echo "log_lines=$n"
+}
+
+scenario_d() {
+    local variants=(velox_off velox velox_log) t r
+    log "scenario D: Velox 1 KiB hits, observability off / on (defaults) / on + access log"
+    for t in "${variants[@]}"; do warm_cache "$t" /cached/1k; done
+    export CHECK_HIT=1
+    POST_HOOK=access_log_lines
+    for t in "${variants[@]}"; do run_wrk "$t" "$CONNS" "$WARMUP" warmup 0 /cached/1k; done
+    for r in $(seq 1 "$ROUNDS"); do
+        log "scenario D round $r/$ROUNDS (wrk -t1 -c$CONNS -d${DURATION}s)"
+        for t in $(rotate "$r" "${variants[@]}"); do run_wrk "$t" "$CONNS" "$DURATION" obs "$r" /cached/1k; done
+    done
+    unset CHECK_HIT POST_HOOK
+}
+
 machine_info() {
     echo "- CPUs: $(nproc) (proxy pinned to CPU $PROXY_CPU; wrk, idle client and origin pinned to CPU $LOAD_CPU)"
     echo "- CPU: $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}')"
@@ -422,7 +569,7 @@ machine_info() {
     local rev dirty=""
     rev=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
     [[ -n "$(git -C "$REPO_DIR" status --porcelain --untracked-files=no 2>/dev/null)" ]] && dirty=" (working tree has uncommitted changes)"
-    echo "- Velox binary: $VELOX_BIN, built $(date -u -r "$VELOX_BIN" '+%Y-%m-%d %H:%M UTC'); repository HEAD $rev$dirty"
+    echo "- Velox binary: $VELOX_BIN, built $(date -u -r "$VELOX_BIN" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$VELOX_BIN" | cut -c1-12); repository HEAD at the start of the run $rev$dirty"
     echo "- Versions: $("$VELOX_BIN" --version 2>&1 | head -1); nginx $(nginx -v 2>&1 | sed 's/.*\///'); varnish $(varnishd -V 2>&1 | head -1 | sed -E 's/.*varnish-([0-9.]+).*/\1/'); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 }
 
@@ -437,6 +584,11 @@ main() {
     trap 'exit 130' INT TERM
     mkdir -p "$RESULTS_DIR"
     RAW_LOG="$RESULTS_DIR/latest.log"
+    # Record what is measured now, and run a private copy of the binary: on a shared machine someone
+    # may rebuild the original path during the run.
+    MACHINE_INFO=$(machine_info)
+    cp "$VELOX_BIN" "$TMP/velox-bin" || die "cannot copy $VELOX_BIN"
+    VELOX_BIN="$TMP/velox-bin"
     RESULTS_TSV="$TMP/results.tsv"
     IDLE_TSV="$TMP/idle.tsv"
     : > "$RAW_LOG"; : > "$RESULTS_TSV"; : > "$IDLE_TSV"
@@ -456,13 +608,23 @@ main() {
     start_nginx
     start_varnish
     log "ports: origin $ORIGIN_PORT, velox $VELOX_PORT, nginx $NGINX_PORT, varnish $VARNISH_PORT"
+    if [[ $RUN_D -eq 1 ]]; then
+        start_velox velox_off $'[observe]\nmetrics = false\nrequest_id = false'
+        start_velox velox_log $'[access_log]\nenabled = true\npath = "'"$TMP/velox_log/access.log"'"'
+        : > "$TMP/velox_log/access.log"   # drop the start-up probe's line
+        log "scenario D ports: velox_off $VELOX_OFF_PORT, velox_log $VELOX_LOG_PORT"
+    fi
     local t
     for t in direct velox nginx varnish; do check_response "$t"; done
 
     [[ $RUN_A -eq 1 ]] && scenario_a
     [[ $RUN_B -eq 1 ]] && scenario_b
+    [[ $RUN_C -eq 1 ]] && scenario_c
+    [[ $RUN_D -eq 1 ]] && scenario_d
 
-    for t in velox nginx varnish; do
+    local servers=(velox nginx varnish)
+    [[ $RUN_D -eq 1 ]] && servers+=(velox_off velox_log)
+    for t in "${servers[@]}"; do
         kill -0 "$(pid_of "$t")" 2>/dev/null || log "warning: $t is no longer running at the end of the run"
     done
     local f
@@ -472,11 +634,13 @@ main() {
 
     local cmd="bash bench/run.sh"
     [[ ${#ORIG_ARGS[@]} -gt 0 ]] && cmd+=" ${ORIG_ARGS[*]}"
+    # Keep the raw results, so that summarize.py can be re-run on them.
+    cp "$RESULTS_TSV" "$RESULTS_DIR/latest.tsv"; cp "$IDLE_TSV" "$RESULTS_DIR/latest-idle.tsv"
     python3 "$BENCH_DIR/summarize.py" \
         --results "$RESULTS_TSV" --idle "$IDLE_TSV" \
         --command "$cmd" --duration "$DURATION" --rounds "$ROUNDS" --conns "$CONNS" \
         --latency-duration "$LAT_DURATION" --idle-conns "$IDLE_CONNS" \
-        --machine "$(machine_info)" \
+        --machine "$MACHINE_INFO" \
         | tee "$RESULTS_DIR/latest.md"
 }
 

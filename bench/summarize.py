@@ -3,7 +3,10 @@
 
 Input lines (results TSV, space separated):
   KIND TARGET ROUND CPU_TICKS CLK_TCK requests=.. duration_us=.. p50_us=.. p99_us=.. err_*=..
-  KIND is "tput" (wrk -c$CONNS) or "lat" (wrk -c1).
+  KIND is "tput" (wrk -c$CONNS) or "lat"/"lat1cpu" (wrk -c1) for scenario A, "hit1k"/"hit100k"
+  for scenario C (cache hits), "obs" for scenario D (Velox observability on/off).
+  Extra keys: origin_reqs (origin requests during the run), hit_before/hit_after (1 when the
+  proxy reported a cache hit just before/after the run), log_lines (access-log lines written).
 Idle TSV lines: TARGET {json from idle_conns.py}
 """
 
@@ -19,6 +22,17 @@ PROXIES = ["velox", "nginx", "varnish"]
 TARGET_CPU_RATIO = 1.0        # velox req/CPU-s >= 1.0x nginx
 TARGET_ADDED_P50_US = 150     # p50 added latency <= 150 us
 TARGET_IDLE_BYTES = 2048      # <= 2 KiB RSS per idle connection
+# Targets from issue 3 (cache hits, req per server CPU-s).
+TARGET_HIT1K_RATIO = 2.0      # 1 KiB hits >= 2.0x nginx and >= 2.0x Varnish
+TARGET_HIT100K_RATIO = 1.3    # 100 KiB hits >= 1.3x the better of nginx and Varnish
+# Target from issue 5: hits with metrics and access logging on >= 0.95x with both off.
+TARGET_OBS_RATIO = 0.95
+VARIANTS = ["velox_off", "velox", "velox_log"]
+VARIANT_DESC = {
+    "velox_off": "metrics off, request ids off",
+    "velox": "metrics + request ids on (defaults), no access log",
+    "velox_log": "metrics + request ids on, JSON access log to a file",
+}
 
 
 def parse_results(path):
@@ -103,7 +117,7 @@ def main():
         w(a.machine + "\n")
 
     verdicts = []
-    if runs:
+    if any(r["kind"] == "tput" for r in runs):
         w(f"## Scenario A: uncached proxying of a 1 KiB response\n")
         w(f"wrk -t1 -c{a.conns} -d{a.duration}s, medians of {a.rounds} interleaved round(s). "
           "\"Server CPU\" is utime+stime of all the server's processes during the run; for "
@@ -194,12 +208,104 @@ def main():
                          f"{fnum(r['bytes_per_conn'])} B/conn ({r['alive']}/{a.idle_conns} alive)" if r else "n/a",
                          ok))
 
+    def hit_checks(t, kind):
+        rs = [r for r in runs if r["target"] == t and r["kind"] == kind]
+        hb = sum(int(r.get("hit_before", 0)) for r in rs)
+        ha = sum(int(r.get("hit_after", 0)) for r in rs)
+        orq = sum(int(r.get("origin_reqs", 0)) for r in rs)
+        return f"{hb}/{len(rs)}, {ha}/{len(rs)}", orq
+
+    def table_rows(targets, kind):
+        w("| target | req/s | p50 | p99 | server CPU-s | req per server CPU-s | per-round req per CPU-s "
+          "| socket errors | non-2xx | hit before, after | origin requests |")
+        w("|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|")
+        for t in targets:
+            rs = [r for r in runs if r["target"] == t and r["kind"] == kind]
+            if not rs:
+                continue
+            errs = sum(r["errors"] for r in rs)
+            non2 = sum(r["non2xx"] for r in rs)
+            hc, orq = hit_checks(t, kind)
+            w(f"| {t} | {fnum(med(runs, t, kind, 'rps'))} | {fus(med(runs, t, kind, 'p50_us'))} "
+              f"| {fus(med(runs, t, kind, 'p99_us'))} | {fnum(med(runs, t, kind, 'cpu_s'), 2)} "
+              f"| {fnum(med(runs, t, kind, 'req_per_cpu_s'))} "
+              f"| {allv(runs, t, kind, 'req_per_cpu_s', lambda v: fnum(v))} "
+              f"| {int(errs)} | {int(non2)} | {hc} | {orq} |")
+        w("")
+
+    hit_kinds = [k for k in ("hit1k", "hit100k") if any(r["kind"] == k for r in runs)]
+    if hit_kinds:
+        w("## Scenario C: cache hits from memory\n")
+        w(f"wrk -t1 -c{a.conns} -d{a.duration}s on `/cached/1k` and `/cached/100k` (origin: "
+          f"`Cache-Control: public, max-age=3600`), caches warmed first, medians of {a.rounds} interleaved "
+          "round(s). \"hit before, after\": runs where the proxy's own header reported a hit just before and "
+          "just after the run (Velox `Cache-Status: velox; hit`, nginx `X-Cache-Status: HIT`, Varnish "
+          "`X-Cache: HIT` from `obj.hits`). \"origin requests\": requests the origin served during the "
+          "measured runs (stub_status), summed over rounds; 0 means every request was a hit.\n")
+        for kind in hit_kinds:
+            size = "1 KiB" if kind == "hit1k" else "100 KiB"
+            w(f"### {size} hits\n")
+            table_rows(PROXIES, kind)
+            vc = med(runs, "velox", kind, "req_per_cpu_s")
+            nc = med(runs, "nginx", kind, "req_per_cpu_s")
+            sc = med(runs, "varnish", kind, "req_per_cpu_s")
+            vr = med(runs, "velox", kind, "rps")
+            w("| ratio | req per server CPU-s | req/s |")
+            w("|---|---:|---:|")
+            w(f"| velox / nginx | {fnum(ratio(vc, nc), 2)}× | {fnum(ratio(vr, med(runs, 'nginx', kind, 'rps')), 2)}× |")
+            w(f"| velox / varnish | {fnum(ratio(vc, sc), 2)}× | {fnum(ratio(vr, med(runs, 'varnish', kind, 'rps')), 2)}× |")
+            w("")
+            hits_ok = all(int(r.get("hit_before", 0)) and int(r.get("hit_after", 0)) and not r["errors"]
+                          and not r["non2xx"] and int(r.get("origin_reqs", 0)) == 0
+                          for r in runs if r["target"] == "velox" and r["kind"] == kind)
+            if kind == "hit1k":
+                rn, rs_ = ratio(vc, nc), ratio(vc, sc)
+                verdicts.append(("3", f"1 KiB hits: req per server CPU-s ≥ {TARGET_HIT1K_RATIO}× nginx and ≥ {TARGET_HIT1K_RATIO}× Varnish",
+                                 f"{fnum(rn, 2)}× nginx, {fnum(rs_, 2)}× Varnish ({fnum(vc)} vs {fnum(nc)} and {fnum(sc)})",
+                                 hits_ok and rn is not None and rs_ is not None
+                                 and rn >= TARGET_HIT1K_RATIO and rs_ >= TARGET_HIT1K_RATIO))
+            else:
+                best = max([x for x in (nc, sc) if x is not None], default=None)
+                who = "nginx" if best == nc else "Varnish"
+                rb = ratio(vc, best)
+                verdicts.append(("3", f"100 KiB hits: req per server CPU-s ≥ {TARGET_HIT100K_RATIO}× the better of nginx and Varnish",
+                                 f"{fnum(rb, 2)}× {who} ({fnum(vc)} vs {fnum(best)})",
+                                 hits_ok and rb is not None and rb >= TARGET_HIT100K_RATIO))
+
+    if any(r["kind"] == "obs" for r in runs):
+        w("## Scenario D: Velox 1 KiB hits, observability on and off\n")
+        w(f"Three Velox instances with the same config except `[observe]`/`[access_log]`, wrk -t1 -c{a.conns} "
+          f"-d{a.duration}s on `/cached/1k`, medians of {a.rounds} interleaved round(s):\n")
+        for t in VARIANTS:
+            w(f"- `{t}`: {VARIANT_DESC[t]}")
+        w("")
+        table_rows(VARIANTS, "obs")
+        lines = [(int(r.get("log_lines", 0)), int(r["requests"])) for r in runs
+                 if r["target"] == "velox_log" and r["kind"] == "obs"]
+        if lines:
+            w("Access-log lines written / requests, per round: "
+              + ", ".join(f"{fnum(l)} / {fnum(q)}" for l, q in lines) + "\n")
+        off = med(runs, "velox_off", "obs", "req_per_cpu_s")
+        on = med(runs, "velox", "obs", "req_per_cpu_s")
+        lg = med(runs, "velox_log", "obs", "req_per_cpu_s")
+        offr = med(runs, "velox_off", "obs", "rps")
+        w("| ratio | req per server CPU-s | req/s |")
+        w("|---|---:|---:|")
+        w(f"| metrics + request ids on / off | {fnum(ratio(on, off), 3)}× | {fnum(ratio(med(runs, 'velox', 'obs', 'rps'), offr), 3)}× |")
+        w(f"| metrics + request ids + access log on / off | {fnum(ratio(lg, off), 3)}× | {fnum(ratio(med(runs, 'velox_log', 'obs', 'rps'), offr), 3)}× |")
+        w("")
+        r5 = ratio(lg, off)
+        verdicts.append(("5", f"hits with metrics and access logging on ≥ {TARGET_OBS_RATIO}× both off (req per server CPU-s)",
+                         f"{fnum(r5, 3)}× ({fnum(lg)} vs {fnum(off)}); metrics + ids alone {fnum(ratio(on, off), 3)}×",
+                         r5 is not None and r5 >= TARGET_OBS_RATIO))
+
     if verdicts:
-        w("## Targets (issue 2)\n")
-        w("| target | Velox | met? |")
-        w("|---|---:|---|")
-        for name, val, ok in verdicts:
-            w(f"| {name} | {val} | {'**met**' if ok else '**NOT met**'} |")
+        w("## Targets\n")
+        w("| issue | target | Velox | met? |")
+        w("|---|---|---|---|")
+        for v in verdicts:
+            issue, name, val, ok = v if len(v) == 4 else ("2",) + tuple(v)
+            w(f"| {issue} | {name} | {val} | {'**met**' if ok else '**NOT met**'} |")
         w("")
     print("\n".join(L))
 

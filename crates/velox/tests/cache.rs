@@ -2278,3 +2278,61 @@ async fn authorization_with_must_revalidate_is_stored() {
     assert!(is_hit(&r), "{}", cache_status(&r));
     assert_eq!(origin.count("/auth-mr"), 1);
 }
+
+/// A chunked origin body (no Content-Length) that is storable: streamed to its client and stored
+/// as it passes, so the next request is a hit; one larger than max_object_size streams whole and is
+/// not stored.
+#[tokio::test]
+async fn responses_without_a_length_are_stored_as_they_stream() {
+    let small = Bytes::from(alphabet(3_000));
+    let large = Bytes::from(alphabet(20_000));
+    let origin = {
+        let (small, large) = (small.clone(), large.clone());
+        TestOrigin::start(move |seen| {
+            let (small, large) = (small.clone(), large.clone());
+            async move {
+                let body = if seen.target == "/chunked/large" {
+                    large
+                } else {
+                    small
+                };
+                let (first, rest) = (body.slice(..1000), body.slice(1000..));
+                let finished = Arc::new(Mutex::new(None));
+                Response::builder()
+                    .status(200)
+                    .header("cache-control", "max-age=600")
+                    .body(slow_body(first, Duration::from_millis(20), rest, finished))
+                    .expect("origin response")
+            }
+        })
+        .await
+    };
+    let velox = start_velox(&origin, CATCH_ALL, "max_object_size = \"8KiB\"").await;
+
+    let first = get(&velox.url("/chunked/small")).await;
+    assert_eq!(first.body, small);
+    assert!(
+        first.header("content-length").is_none(),
+        "the origin's framing: no length"
+    );
+    assert!(
+        has_param(&cache_status(&first), "stored"),
+        "{}",
+        cache_status(&first)
+    );
+    let second = get(&velox.url("/chunked/small")).await;
+    assert!(is_hit(&second), "{}", cache_status(&second));
+    assert_eq!(second.body, small);
+    assert_eq!(origin.count("/chunked/small"), 1);
+
+    for _ in 0..2 {
+        let r = get(&velox.url("/chunked/large")).await;
+        assert_eq!(r.body, large, "streamed through whole");
+        assert!(!is_hit(&r));
+    }
+    assert_eq!(
+        origin.count("/chunked/large"),
+        2,
+        "outgrew max_object_size: not stored"
+    );
+}

@@ -677,8 +677,9 @@ impl Cache {
         } else {
             self.decide(facts, route, &response, response_time)
         };
-        let Some((decision, length)) = decision.zip(length.filter(|&l| l <= self.max_object))
-        else {
+        // Larger than the cache takes: passed through. Unknown length: stored as it streams.
+        let too_large = length.is_some_and(|l| l > self.max_object);
+        let Some(decision) = decision.filter(|_| !too_large) else {
             drop(guard);
             self.strip_targeted(response.headers_mut());
             self.strip_tags(response.headers_mut());
@@ -729,6 +730,16 @@ impl Cache {
             self.store
                 .begin(&key, Meta::Response(Arc::new(stored)).encode())
         });
+        let Some(length) = length else {
+            // Without a length the body cannot be shared safely (it might outgrow the cache while
+            // followers wait on it): followers fetch for themselves, this client's stream is stored.
+            drop(guard);
+            set_cache_status(
+                response.headers_mut(),
+                &status.with_stored(writer.is_some()),
+            );
+            return response.map(|origin| body::boxed(StoreAsItStreams { origin, writer }));
+        };
         let inflight = guard
             .as_ref()
             .map_or_else(Inflight::detached, |g| g.inflight.clone());
@@ -1045,6 +1056,53 @@ fn variant_key(facts: &RequestFacts, variants: &Variants) -> Option<String> {
         "{}\n{}\n{}\n{secondary}",
         facts.primary, variants.generation, facts.full
     ))
+}
+
+/// An origin body of unknown length on its way to one client, copied into the store as it
+/// passes; committed when it ends, abandoned if it fails, is cut short or outgrows the cache.
+struct StoreAsItStreams {
+    origin: Body,
+    writer: Option<velox_cache::store::ObjectWriter>,
+}
+
+impl http_body::Body for StoreAsItStreams {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.origin).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(writer)) = (frame.data_ref(), self.writer.as_mut()) {
+                    if writer.push(data).is_err() {
+                        self.writer = None;
+                    }
+                }
+            }
+            std::task::Poll::Ready(Some(Err(_))) => self.writer = None,
+            std::task::Poll::Ready(None) => {
+                if let Some(writer) = self.writer.take() {
+                    if let Err(e) = writer.finish() {
+                        tracing::debug!(error = %e, "cache store failed");
+                    }
+                }
+            }
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // Reported false until the end has been seen, so the end is polled and the object committed.
+        self.writer.is_none() && self.origin.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.origin.size_hint()
+    }
 }
 
 /// Streams the origin body to the shared fetch and the store; commits the object at the end.

@@ -740,6 +740,18 @@ impl Observer {
                 f.evictions,
             );
         }
+        e.family(
+            "velox_cache_writes_skipped_total",
+            "counter",
+            "Objects a cache tier did not store because its write queue was full (the object stays in the other tier).",
+        );
+        for (tier, f) in cache {
+            e.sample(
+                "velox_cache_writes_skipped_total",
+                &[("tier", tier)],
+                f.writes_skipped,
+            );
+        }
 
         e.family(
             "velox_connections_active",

@@ -249,6 +249,8 @@ pub struct TierFigures {
     pub objects: u64,
     pub bytes: u64,
     pub evictions: u64,
+    /// Copies the tier dropped rather than wait for (the disk tier's writer queue was full).
+    pub writes_skipped: u64,
 }
 
 /// `(tier name, figures)`; empty when the cache is disabled.

@@ -71,12 +71,16 @@ fn cache_figures(server: &Server) -> CacheFigures {
         return Vec::new();
     };
     let stats = cache.store().stats();
-    let tier = |t: velox_cache::store::TierStats| TierFigures {
+    let tier = |t: velox_cache::store::TierStats, writes_skipped| TierFigures {
         objects: t.objects,
         bytes: t.bytes,
         evictions: t.evictions,
+        writes_skipped,
     };
-    vec![("memory", tier(stats.memory)), ("disk", tier(stats.disk))]
+    vec![
+        ("memory", tier(stats.memory, 0)),
+        ("disk", tier(stats.disk, stats.disk_write_skipped)),
+    ]
 }
 
 fn dashboard() -> AdminResponse {

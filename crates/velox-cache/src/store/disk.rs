@@ -27,9 +27,7 @@ use super::{Body, Object, StoreError};
 
 const STATE_FILE: &str = "STATE";
 const STATE_MAGIC: [u8; 8] = *b"VXSTATE1";
-// The byte bound is what limits memory; the job bound is set high enough that a burst of small
-// objects (a million-object fill at tens of thousands of misses a second) is not dropped by count.
-const QUEUE_JOBS: usize = 16_384;
+const QUEUE_JOBS: usize = 1024;
 const QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 /// Sizes in the index are kept in units of this many bytes (rounded up) to fit a `u32`.
 const UNIT: u64 = 256;

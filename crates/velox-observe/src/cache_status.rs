@@ -50,35 +50,60 @@ pub struct ParsedStatus {
 }
 
 /// Splits on `sep` outside sf-strings (`"..."` with `\` escapes), so a `key="a;b,c"` stays whole.
+/// Jumps from one interesting byte to the next: this runs for every response.
 fn split_outside_quotes(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     let bytes = s.as_bytes();
     let mut start = 0;
-    let mut i = 0;
-    let mut quoted = false;
     let mut done = false;
     std::iter::from_fn(move || {
         if done {
             return None;
         }
-        while i < bytes.len() {
-            let b = bytes[i];
-            if quoted && b == b'\\' {
-                i += 2;
-                continue;
-            }
-            if b == b'"' {
-                quoted = !quoted;
-            } else if b == sep && !quoted {
+        let mut i = start;
+        while let Some(off) = bytes[i..].iter().position(|&b| b == sep || b == b'"') {
+            i += off;
+            if bytes[i] == sep {
                 let part = &s[start..i];
-                i += 1;
-                start = i;
+                start = i + 1;
                 return Some(part);
             }
-            i += 1;
+            i = closing_quote(bytes, i + 1);
         }
         done = true;
-        Some(s.get(start..).unwrap_or(""))
+        Some(&s[start..])
     })
+}
+
+/// The index just past the `"` that closes an sf-string whose content starts at `i` (or the
+/// end, if it is unterminated).
+fn closing_quote(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(off) = bytes[i..].iter().position(|&b| b == b'"' || b == b'\\') {
+        i += off;
+        if bytes[i] == b'"' {
+            return i + 1;
+        }
+        i = (i + 2).min(bytes.len());
+    }
+    bytes.len()
+}
+
+/// `(name, value)` of a parameter; a bare key has an empty value. Byte scans, not `char`
+/// patterns: this runs for every response.
+fn key_value(param: &str) -> (&str, &str) {
+    let param = param.trim_ascii();
+    match param.bytes().position(|b| b == b'=') {
+        Some(i) => (&param[..i], &param[i + 1..]),
+        None => (param, ""),
+    }
+}
+
+/// The member's name: what precedes its first `;`.
+fn member_name(member: &str) -> &str {
+    let end = member
+        .bytes()
+        .position(|b| b == b';')
+        .unwrap_or(member.len());
+    member[..end].trim_ascii()
 }
 
 /// Parses the last `velox` member of a `Cache-Status` value (the closest cache is last).
@@ -86,10 +111,7 @@ fn split_outside_quotes(s: &str, sep: u8) -> impl Iterator<Item = &str> {
 pub fn parse(value: Option<&str>) -> ParsedStatus {
     let member = value.and_then(|v| {
         split_outside_quotes(v, b',')
-            .filter(|m| {
-                let name = m.split(';').next().unwrap_or("").trim();
-                name == velox_name()
-            })
+            .filter(|m| member_name(m) == velox_name())
             .last()
     });
     let Some(member) = member else {
@@ -106,8 +128,7 @@ pub fn parse(value: Option<&str>) -> ParsedStatus {
     let mut negative_ttl = false;
     let mut stale_detail = false;
     for param in split_outside_quotes(member, b';').skip(1) {
-        let param = param.trim();
-        let (key, val) = param.split_once('=').unwrap_or((param, ""));
+        let (key, val) = key_value(param);
         match key {
             "hit" => hit = true,
             "collapsed" => collapsed = true,
@@ -188,6 +209,8 @@ mod tests {
     #[test]
     fn last_velox_member_wins_and_quotes_are_respected() {
         use CacheOutcome::*;
+        assert_eq!(outcome(r#"velox; hit; key="unterminated\"#), (Hit, false));
+        assert_eq!(outcome(r#"velox; key="a\"b;c"; fwd=miss"#), (Miss, true));
         assert_eq!(
             outcome("origin-cache; hit, velox; fwd=uri-miss; stored"),
             (Miss, true)

@@ -16,7 +16,7 @@ pub mod metrics;
 pub mod topk;
 
 use access_log::{AccessLog, LogEvent, Target};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use cache_status::CacheOutcome;
 use http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -25,7 +25,7 @@ use metrics::{
     error_kind_index, method_index, CacheFigures, ConnGauge, Encoder, Histogram, RouteMetrics,
     UpstreamMetrics, BUCKETS, ERROR_KINDS, METHODS,
 };
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -41,8 +41,9 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
-const CACHE_STATUS: &str = "cache-status";
-const X_VELOX_ERROR: &str = "x-velox-error";
+// Static names: a lookup by `&str` would parse the name on every call.
+static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+static X_VELOX_ERROR: HeaderName = HeaderName::from_static("x-velox-error");
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -234,17 +235,31 @@ impl Observer {
 
     fn next_request_id(&self) -> Option<HeaderValue> {
         let n = self.rid_counter.fetch_add(1, Relaxed);
-        // "<process prefix>-<counter in hex>", written by hand: this runs for every request.
-        let mut id = String::with_capacity(self.rid_prefix.len() + 17);
-        id.push_str(&self.rid_prefix);
-        id.push('-');
-        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
-        for shift in (0..digits).rev() {
-            let nibble = ((n >> (shift * 4)) & 0xf) as u8;
-            id.push(char::from(b"0123456789abcdef"[usize::from(nibble)]));
-        }
-        HeaderValue::try_from(id).ok()
+        // "<process prefix>-<counter in hex>", written by hand into a per-thread arena: this
+        // runs for every request, and an id cut from shared bytes is cloned (into the request
+        // and the response) without allocating.
+        RID_ARENA.with(|arena| {
+            let mut arena = arena.borrow_mut();
+            if arena.capacity() - arena.len() < self.rid_prefix.len() + 17 {
+                *arena = BytesMut::with_capacity(RID_ARENA_BYTES);
+            }
+            arena.extend_from_slice(self.rid_prefix.as_bytes());
+            arena.extend_from_slice(b"-");
+            let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+            for shift in (0..digits).rev() {
+                let nibble = ((n >> (shift * 4)) & 0xf) as usize;
+                arena.extend_from_slice(&b"0123456789abcdef"[nibble..=nibble]);
+            }
+            HeaderValue::from_maybe_shared(arena.split().freeze()).ok()
+        })
     }
+}
+
+/// Request ids are cut from blocks this big (about a hundred ids each).
+const RID_ARENA_BYTES: usize = 4096;
+
+thread_local! {
+    static RID_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 struct RouteScope {
@@ -381,9 +396,9 @@ impl Scope {
             return response;
         };
         let headers = response.headers();
-        let cache_status = headers.get(CACHE_STATUS);
+        let cache_status = headers.get(&CACHE_STATUS);
         let mut parsed = cache_status::parse(cache_status.and_then(|v| v.to_str().ok()));
-        let velox_error = headers.get(X_VELOX_ERROR).and_then(|v| v.to_str().ok());
+        let velox_error = headers.get(&X_VELOX_ERROR).and_then(|v| v.to_str().ok());
         let status = response.status().as_u16();
         let upstream_error = match velox_error {
             Some(code) if code.starts_with("upstream-") => Some(error_kind_index(code)),
@@ -396,9 +411,6 @@ impl Scope {
         };
         rec.status = status;
         rec.parsed = Some(parsed);
-        if rec.log {
-            rec.cache_status = cache_status.cloned();
-        }
         if parsed.forwarded {
             let first_byte = rec.started.elapsed();
             rec.first_byte = Some(first_byte);
@@ -436,8 +448,11 @@ impl Scope {
         // and spare every such response a counting wrapper.
         let exact = http_body::Body::size_hint(response.body()).exact();
         if let Some(len) = exact.filter(|&l| l <= SMALL_BODY) {
-            rec.complete(len);
+            rec.complete(len, response.headers().get(&CACHE_STATUS));
             return response;
+        }
+        if rec.log {
+            rec.cache_status = response.headers().get(&CACHE_STATUS).cloned();
         }
         response.map(|inner| {
             Recorded {
@@ -451,7 +466,8 @@ impl Scope {
 }
 
 impl Recording {
-    fn complete(self, bytes: u64) {
+    /// `cache_status` is the response's, when the caller still has it; else the kept copy.
+    fn complete(self, bytes: u64, cache_status: Option<&HeaderValue>) {
         let total = self.started.elapsed();
         let parsed = self.parsed.unwrap_or(ParsedStatus {
             outcome: CacheOutcome::Bypass,
@@ -485,20 +501,20 @@ impl Recording {
             }
         }
         if let (true, Some(log), Some(route)) = (self.log, &o.log, self.route_name) {
-            log.log(LogEvent {
+            log.log(&LogEvent {
                 time: SystemTime::now(),
                 client: self.client,
-                method: self.method,
-                host: self.host,
-                uri: self.uri,
+                method: &self.method,
+                host: self.host.as_ref(),
+                uri: &self.uri,
                 status: self.status,
                 bytes,
                 duration: total,
                 upstream: self.first_byte,
                 cache: parsed.outcome,
-                cache_status: self.cache_status,
-                route,
-                request_id: self.request_id,
+                cache_status: cache_status.or(self.cache_status.as_ref()),
+                route: &route,
+                request_id: self.request_id.as_ref(),
             });
         }
     }
@@ -514,7 +530,7 @@ struct Recorded {
 impl Recorded {
     fn complete(&mut self) {
         if let Some(rec) = self.rec.take() {
-            rec.complete(self.bytes);
+            rec.complete(self.bytes, None);
         }
     }
 }

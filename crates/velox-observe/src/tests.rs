@@ -30,8 +30,10 @@ fn response(cache_status: &str, body: &'static str) -> Response<Body> {
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
-    r.headers_mut()
-        .insert(CACHE_STATUS, HeaderValue::from_str(cache_status).unwrap());
+    r.headers_mut().insert(
+        CACHE_STATUS.clone(),
+        HeaderValue::from_str(cache_status).unwrap(),
+    );
     r
 }
 

@@ -21,6 +21,14 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == UPGRADE
 }
 
+/// Connection options that are not field names (or name a field removed anyway): most
+/// `Connection` values are just these, and then no name needs parsing.
+fn is_plain_option(token: &str) -> bool {
+    ["close", "keep-alive", "upgrade"]
+        .iter()
+        .any(|o| token.eq_ignore_ascii_case(o))
+}
+
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1): Connection, every field it names,
 /// and the fields that are hop-by-hop by definition.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -33,17 +41,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|list| list.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| !is_plain_option(token))
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
-    for name in present {
+    for name in [
+        CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
         headers.remove(name);
     }
 }
@@ -64,6 +77,26 @@ fn append_to_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// A client address as a field value, written without the formatting machinery.
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::try_from(ip.to_string()).ok();
+    };
+    let mut buf = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(octet).as_bytes();
+        buf[len..len + digits.len()].copy_from_slice(digits);
+        len += digits.len();
+    }
+    HeaderValue::from_bytes(&buf[..len]).ok()
+}
+
 /// The `X-Forwarded-*` fields an origin behind Velox expects.
 /// Proto and Host describe this hop, so a client cannot forge them.
 pub fn add_forwarded(
@@ -72,7 +105,11 @@ pub fn add_forwarded(
     tls: bool,
     host: Option<&HeaderValue>,
 ) {
-    append_to_list(headers, X_FORWARDED_FOR, &client.to_string());
+    if headers.contains_key(X_FORWARDED_FOR) {
+        append_to_list(headers, X_FORWARDED_FOR, &client.to_string());
+    } else if let Some(value) = ip_value(client) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
     let proto = if tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
@@ -85,26 +122,40 @@ pub fn add_forwarded(
     }
 }
 
-/// Appends this hop to `Via` (RFC 9110 §7.6.3), naming the protocol version it was received with.
-pub fn add_via(headers: &mut HeaderMap, received: Version, pseudonym: &str) {
-    let version = match received {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
-    };
+/// This hop's `Via` entries (RFC 9110 §7.6.3), one per protocol version a message can arrive
+/// with, made once per configuration.
+pub struct Via {
+    entries: [HeaderValue; 4],
+}
+
+impl Via {
+    pub fn new(pseudonym: &str) -> Result<Via, http::header::InvalidHeaderValue> {
+        let entry = |version: &str| HeaderValue::try_from(format!("{version} {pseudonym}"));
+        Ok(Via {
+            entries: [entry("1.0")?, entry("1.1")?, entry("2")?, entry("3")?],
+        })
+    }
+
+    fn entry(&self, received: Version) -> &HeaderValue {
+        &self.entries[match received {
+            Version::HTTP_10 | Version::HTTP_09 => 0,
+            Version::HTTP_2 => 2,
+            Version::HTTP_3 => 3,
+            _ => 1,
+        }]
+    }
+}
+
+/// Appends this hop to `Via`, naming the protocol version the message was received with.
+pub fn add_via(headers: &mut HeaderMap, received: Version, via: &Via) {
+    let entry = via.entry(received);
     if !headers.contains_key(VIA) {
-        let mut value = String::with_capacity(version.len() + 1 + pseudonym.len());
-        value.push_str(version);
-        value.push(' ');
-        value.push_str(pseudonym);
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(VIA, value);
-        }
+        headers.insert(VIA, entry.clone());
         return;
     }
-    append_to_list(headers, VIA, &format!("{version} {pseudonym}"));
+    if let Ok(entry) = entry.to_str() {
+        append_to_list(headers, VIA, entry);
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +206,11 @@ mod tests {
             Some(&host),
         );
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
+        let mut fresh = HeaderMap::new();
+        add_forwarded(&mut fresh, "192.168.100.7".parse().unwrap(), true, None);
+        add_forwarded(&mut fresh, "::1".parse().unwrap(), true, None);
+        assert_eq!(fresh["x-forwarded-for"], "192.168.100.7, ::1");
+        assert_eq!(fresh["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");
     }
@@ -162,10 +218,14 @@ mod tests {
     #[test]
     fn via_names_the_received_version_rfc9110_7_6_3() {
         let mut headers = map(&[("via", "1.0 fred")]);
-        add_via(&mut headers, Version::HTTP_11, "velox");
+        let via = Via::new("velox").unwrap();
+        add_via(&mut headers, Version::HTTP_11, &via);
         assert_eq!(headers["via"], "1.0 fred, 1.1 velox");
         let mut headers = HeaderMap::new();
-        add_via(&mut headers, Version::HTTP_2, "velox");
+        add_via(&mut headers, Version::HTTP_2, &via);
         assert_eq!(headers["via"], "2 velox");
+        let mut headers = HeaderMap::new();
+        add_via(&mut headers, Version::HTTP_10, &via);
+        assert_eq!(headers["via"], "1.0 velox");
     }
 }

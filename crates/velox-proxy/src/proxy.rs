@@ -21,7 +21,7 @@ pub struct Runtime {
     route_upstream: Vec<usize>,
     route_cache: Vec<Arc<RouteCache>>,
     cache: Option<Arc<Cache>>,
-    via: Arc<str>,
+    via: Arc<forward::Via>,
     /// Metrics, access log and request ids for this configuration.
     pub observe: velox_observe::Scope,
 }
@@ -53,7 +53,10 @@ impl Runtime {
             .iter()
             .map(|route| RouteCache::from_config(&route.cache).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let via = Arc::from(config.server.via.as_str());
+        let via = Arc::new(
+            forward::Via::new(&config.server.via)
+                .map_err(|_| anyhow::anyhow!("server.via is not a valid field value"))?,
+        );
         let observe = observer.scope(&config);
         Ok(Runtime {
             config,
@@ -141,15 +144,21 @@ impl Handler for Proxy {
 pub struct Forward {
     pub upstream: Arc<Upstream>,
     pub conn: ConnInfo,
-    pub via: Arc<str>,
+    pub via: Arc<forward::Via>,
 }
 
 impl Forward {
     /// Forwards `req` with this hop's header rules; errors become 502/504 responses.
     pub async fn send(&self, req: Request<Body>) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
-        let host =
-            request_host(&parts.uri, &parts.headers).and_then(|h| HeaderValue::from_str(h).ok());
+        // h2 requests carry the host as :authority, HTTP/1.1 ones in `Host` (kept as it is).
+        let authority = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let host = authority
+            .clone()
+            .or_else(|| parts.headers.get(HOST).cloned());
         let client_upgrade = parts.extensions.remove::<OnUpgrade>();
         let protocol = client_upgrade
             .as_ref()
@@ -164,8 +173,8 @@ impl Forward {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(UPGRADE, protocol.clone());
         }
-        // Host is preserved unless the upstream rewrites it; h2 requests carry it as :authority.
-        if let Some(host) = self.upstream.host_header.clone().or(host) {
+        // Host is preserved unless the upstream rewrites it.
+        if let Some(host) = self.upstream.host_header.clone().or(authority) {
             headers.insert(HOST, host);
         }
         parts.version = Version::HTTP_11;

@@ -821,6 +821,86 @@ async fn revalidation_304_updates_stored_headers() {
     assert_eq!(origin.count("/rev"), 2);
 }
 
+/// An origin whose first answer is a stale-soon `"e1"` and whose answer to `If-None-Match` is
+/// `not_modified`; unconditional requests after the first get a fresh `"e2"` representation.
+async fn validating_origin(not_modified: &'static [(&'static str, &'static str)]) -> TestOrigin {
+    TestOrigin::start(move |seen| async move {
+        if seen.n == 1 {
+            return reply(
+                200,
+                &[("cache-control", "max-age=1"), ("etag", "\"e1\"")],
+                "stored-body",
+            );
+        }
+        if seen.header("if-none-match").is_some() {
+            return reply(304, not_modified, "");
+        }
+        reply(
+            200,
+            &[("cache-control", "max-age=60"), ("etag", "\"e2\"")],
+            "refetched",
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn revalidation_304_without_validators_freshens_the_stored_response() {
+    // RFC 9110 §15.4.5 asks the origin to repeat ETag in a 304; many do not. The validation
+    // request named only the stored response, so the 304 refers to it (RFC 9111 §4.3.3).
+    let origin = validating_origin(&[("cache-control", "max-age=60")]).await;
+    let velox = start_velox(&origin, CATCH_ALL, "").await;
+    let url = velox.url("/bare304");
+    assert_eq!(get(&url).await.body, "stored-body");
+    let_it_go_stale().await;
+
+    let second = get(&url).await;
+    let status = cache_status(&second);
+    assert_eq!(
+        second.status, 200,
+        "an unconditional request never gets a 304"
+    );
+    assert_eq!(second.body, "stored-body");
+    assert!(has_param(&status, "fwd-status=304"), "{status}");
+    let third = get(&url).await;
+    assert!(
+        is_hit(&third),
+        "freshened by the 304: {}",
+        cache_status(&third)
+    );
+    assert_eq!(origin.count("/bare304"), 2);
+}
+
+#[tokio::test]
+async fn revalidation_304_naming_another_etag_is_followed_by_a_full_fetch() {
+    // A 304 whose strong ETag differs freshens nothing (RFC 9111 §4.3.4); it answered Velox's
+    // validators, not the client, so the client gets the current representation instead.
+    let origin = validating_origin(&[("cache-control", "max-age=60"), ("etag", "\"e2\"")]).await;
+    let velox = start_velox(&origin, CATCH_ALL, "").await;
+    let url = velox.url("/other304");
+    assert_eq!(get(&url).await.body, "stored-body");
+    let_it_go_stale().await;
+
+    let second = get(&url).await;
+    assert_eq!(
+        second.status, 200,
+        "an unconditional request never gets a 304"
+    );
+    assert_eq!(second.body, "refetched");
+    assert_eq!(second.header("etag"), Some("\"e2\""));
+    let requests = origin.requests("/other304");
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[1].header("if-none-match"), Some("\"e1\""));
+    assert_eq!(
+        requests[2].header("if-none-match"),
+        None,
+        "the refetch is unconditional"
+    );
+    let third = get(&url).await;
+    assert!(is_hit(&third), "{}", cache_status(&third));
+    assert_eq!(third.body, "refetched");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Persistence and corruption
 // ---------------------------------------------------------------------------------------------

@@ -423,9 +423,23 @@ pub fn select_for_update(
     }
 }
 
-/// Whether a 304 freshens this one stored response: [`select_for_update`] over a set of one.
+/// Whether a 304 answering the cache's validation of this one stored response freshens it:
+/// [`select_for_update`] over a set of one, or a 304 with no validator at all.
+///
+/// The validation request nominated only this response, so a 304 without a validator can refer
+/// to nothing else (RFC 9111 §4.3.3: a 304 "indicates that the stored response can be updated
+/// and reused"). §4.3.4's third rule asks for a stored response without validators because it
+/// chooses among several; origins that leave `ETag` out of a 304 (against RFC 9110 §15.4.5)
+/// are common. A 304 with a validator that does not match still freshens nothing.
 pub fn not_modified_applies(not_modified: &HeaderMap, stored: &SelectedResponse<'_>) -> bool {
-    !select_for_update(not_modified, std::slice::from_ref(stored)).is_empty()
+    !has_validator(not_modified)
+        || !select_for_update(not_modified, std::slice::from_ref(stored)).is_empty()
+}
+
+/// Whether the fields hold a usable validator: a valid `ETag` or a single valid `Last-Modified`.
+fn has_validator(headers: &HeaderMap) -> bool {
+    EntityTag::from_headers(headers).is_some()
+        || single_date(headers, &header::LAST_MODIFIED).is_some()
 }
 
 /// Fields never copied from a 304 into a stored response (RFC 9111 §3.2):
@@ -1192,6 +1206,24 @@ mod tests {
         let with_etag = headers(&[("etag", "\"v1\"")]);
         assert!(select_for_update(&nm, &[sel(&with_etag, T0)]).is_empty());
         assert!(select_for_update(&nm, &[sel(&plain, T0), sel(&plain, T0)]).is_empty());
+    }
+
+    #[test]
+    fn rfc9111_4_3_3_validatorless_304_freshens_the_one_nominated_response() {
+        // The origin left the validators out of its 304 (RFC 9110 §15.4.5 asks for them).
+        let nm = headers(&[("date", &date(T0 + 5))]);
+        let with_etag = headers(&[("etag", "\"v1\"")]);
+        let with_lm = headers(&[("last-modified", &date(T0))]);
+        assert!(not_modified_applies(&nm, &sel(&with_etag, T0)));
+        assert!(not_modified_applies(&nm, &sel(&with_lm, T0)));
+        // An unusable ETag is no validator either.
+        let junk = headers(&[("etag", "unquoted")]);
+        assert!(not_modified_applies(&junk, &sel(&with_etag, T0)));
+        // A validator that names another representation still freshens nothing.
+        let other = headers(&[("etag", "\"v2\"")]);
+        assert!(!not_modified_applies(&other, &sel(&with_etag, T0)));
+        let other_lm = headers(&[("last-modified", &date(T0 + 9))]);
+        assert!(!not_modified_applies(&other_lm, &sel(&with_lm, T0)));
     }
 
     // --- RFC 9111 §3.2: updating stored header fields ---

@@ -9,9 +9,69 @@ use http::StatusCode;
 use std::time::{Duration, SystemTime};
 
 /// Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime; RFC 9110 §5.6.7).
+///
+/// §5.6.7 encourages recipients to be robust, so two slips that leave the instant unambiguous
+/// are tolerated: names in the wrong case (`THU`, `AUG`, `gMT`) and a day name that does not
+/// match the date (the date decides). The layout itself stays strict: another zone, a
+/// two-digit year outside RFC 850, missing commas or extra spaces are still invalid.
 pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
-    let s = value.to_str().ok()?;
-    httpdate::parse_http_date(s.trim()).ok()
+    let s = value.to_str().ok()?.trim();
+    httpdate::parse_http_date(s)
+        .ok()
+        .or_else(|| parse_sloppy_date(s))
+}
+
+const DAY_NAMES: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// The slow path of [`parse_http_date`]: canonical case, then each day name in turn.
+fn parse_sloppy_date(s: &str) -> Option<SystemTime> {
+    let canonical = canonical_case(s)?;
+    let name_end = canonical.find([' ', ','])?;
+    let rest = &canonical[name_end..];
+    DAY_NAMES.iter().find_map(|day| {
+        // RFC 850 spells the day out; the other two formats abbreviate it to three letters.
+        let day = if name_end > 3 { day } else { &day[..3] };
+        httpdate::parse_http_date(&format!("{day}{rest}")).ok()
+    })
+}
+
+/// Every run of letters capitalised (`Aug`), except `GMT`, which is upper case.
+fn canonical_case(s: &str) -> Option<String> {
+    if !s.is_ascii() {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while !rest.is_empty() {
+        let word_end = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(word_end);
+        push_capitalised(&mut out, word);
+        let gap_end = tail
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(tail.len());
+        out.push_str(&tail[..gap_end]);
+        rest = &tail[gap_end..];
+    }
+    Some(out)
+}
+
+fn push_capitalised(out: &mut String, word: &str) {
+    if word.eq_ignore_ascii_case("gmt") {
+        return out.push_str("GMT");
+    }
+    let mut chars = word.chars();
+    out.extend(chars.next().map(|c| c.to_ascii_uppercase()));
+    out.extend(chars.map(|c| c.to_ascii_lowercase()));
 }
 
 /// `date_value` (§4.2.3): the response's `Date`, or `response_time` when `Date` is
@@ -437,6 +497,39 @@ mod tests {
         );
         let h = headers(&[("date", "not a date")]);
         assert_eq!(date_value(&h, t(5)), t(5));
+    }
+
+    #[test]
+    fn rfc9110_5_6_7_robust_to_name_case_and_wrong_day_names() {
+        let parse = |v: &str| parse_http_date(&HeaderValue::from_str(v).unwrap());
+        let expected = parse("Thu, 18 Aug 2050 02:01:18 GMT").unwrap();
+        for sloppy in [
+            "THU, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 AUG 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 gMT",
+            "Mon, 18 Aug 2050 02:01:18 GMT",
+            "monday, 18-aug-50 02:01:18 gmt",
+            "Thu Aug 18 02:01:18 2050",
+            "Mon Aug 18 02:01:18 2050",
+        ] {
+            assert_eq!(parse(sloppy), Some(expected), "{sloppy}");
+        }
+        // asctime with a one-digit day and the wrong day name (Aug 8 2050 is a Monday).
+        assert!(parse("Thu Aug  8 02:01:18 2050").is_some());
+        for invalid in [
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu, 18 Aug 2050 02:01:18 AEST",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18  Aug  2050 02:01:18 GMT",
+            "Thu, 18-Aug-2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            "0",
+            "Thu, 31 Feb 2050 02:01:18 GMT",
+        ] {
+            assert_eq!(parse(invalid), None, "{invalid}");
+        }
     }
 
     #[test]

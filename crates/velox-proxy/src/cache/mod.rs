@@ -863,12 +863,7 @@ impl Cache {
         fwd: Forward,
         entry: Entry,
     ) -> Response<Body> {
-        // Without validators this is a plain refetch, but the stale entry still stands by for errors.
-        let validators = validation_headers(&[&entry.meta.headers]);
-        let mut request = facts.origin_request();
-        request.headers_mut().extend(validators);
-        let request_time = SystemTime::now();
-        let response = fwd.send(request).await;
+        let (response, request_time) = validate(&facts, &fwd, &entry).await;
         let now = SystemTime::now();
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED
@@ -1028,6 +1023,31 @@ enum Found {
     Miss,
     /// Found, but a hard purge covers it.
     Purged,
+}
+
+/// Sends the validation request for a stale entry, returning the response and when it was
+/// sent. Without validators this is a plain refetch (the stale entry still stands by for errors).
+async fn validate(
+    facts: &RequestFacts,
+    fwd: &Forward,
+    entry: &Entry,
+) -> (Response<Body>, SystemTime) {
+    let mut request = facts.origin_request();
+    request
+        .headers_mut()
+        .extend(validation_headers(&[&entry.meta.headers]));
+    let request_time = SystemTime::now();
+    let response = fwd.send(request).await;
+    if response.status() != StatusCode::NOT_MODIFIED
+        || not_modified_applies(response.headers(), &entry.selected())
+    {
+        return (response, request_time);
+    }
+    // This 304 answers the cache's validators, not the client (whose own preconditions were not
+    // sent), and freshens nothing: passing it on would answer an unconditional request with a
+    // 304. Fetch the representation in full instead (RFC 9111 §4.3.3).
+    let request_time = SystemTime::now();
+    (fwd.send(facts.origin_request()).await, request_time)
 }
 
 fn freshness_of(entry: &Entry, now: SystemTime) -> StoredFreshness {

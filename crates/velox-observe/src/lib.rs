@@ -398,8 +398,12 @@ impl Scope {
         let headers = response.headers();
         let cache_status = headers.get(&CACHE_STATUS);
         let mut parsed = cache_status::parse(cache_status.and_then(|v| v.to_str().ok()));
-        let velox_error = headers.get(&X_VELOX_ERROR).and_then(|v| v.to_str().ok());
         let status = response.status().as_u16();
+        // Velox's own answers are all errors: a success needs no lookup.
+        let velox_error = (status >= 400)
+            .then(|| headers.get(&X_VELOX_ERROR))
+            .flatten()
+            .and_then(|v| v.to_str().ok());
         let upstream_error = match velox_error {
             Some(code) if code.starts_with("upstream-") => Some(error_kind_index(code)),
             // Velox answered itself (no route, only-if-cached, ...): nothing went forward.

@@ -1,10 +1,11 @@
 //! Responses Velox generates itself: short plain bodies with a machine-readable reason.
 
 use crate::body::{self, Body};
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
-pub const X_VELOX_ERROR: &str = "x-velox-error";
-pub const CACHE_STATUS: &str = "cache-status";
+// Names, not strings: a lookup by `&str` parses the name every time.
+pub const X_VELOX_ERROR: HeaderName = HeaderName::from_static("x-velox-error");
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 /// Until the cache exists every response is forwarded without it (RFC 9211).
 pub const CACHE_STATUS_BYPASS: &str = "velox; fwd=bypass";
 

@@ -196,7 +196,7 @@ pub struct PurgeOutcome {
     pub took: Duration,
 }
 
-const VELOX_DEBUG: &str = "velox-debug";
+const VELOX_DEBUG: http::HeaderName = http::HeaderName::from_static("velox-debug");
 
 impl Cache {
     /// Opens the store under `data_dir/cache`; `None` when the cache is disabled. Purges are

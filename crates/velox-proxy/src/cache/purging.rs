@@ -15,7 +15,7 @@ use velox_cache::purge::{millis, Subject, Target, Verdict};
 use velox_config::Config;
 
 /// The request field asking an edge `PURGE` to be soft (`Velox-Purge: soft`).
-const VELOX_PURGE: &str = "velox-purge";
+const VELOX_PURGE: http::HeaderName = http::HeaderName::from_static("velox-purge");
 /// Request fields naming the tags an edge `PURGE` purges.
 const PURGE_TAG_FIELDS: [&str; 2] = ["surrogate-key", "xkey"];
 /// At most this many URLs, prefixes and tags in one purge.

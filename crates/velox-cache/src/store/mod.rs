@@ -170,7 +170,8 @@ pub struct StoreStats {
 
 pub(crate) enum Body {
     Memory(Vec<Bytes>),
-    Disk(DiskBody),
+    /// Boxed: the rarer variant, and three times the size of the other.
+    Disk(Box<DiskBody>),
 }
 
 /// An immutable stored object: meta plus a chunked body, in memory or read lazily from disk.
@@ -509,7 +510,7 @@ impl Store {
             meta: hit.meta,
             len: header.body_len,
             chunk_size,
-            body: Body::Disk(DiskBody {
+            body: Body::Disk(Box::new(DiskBody {
                 file: hit.file,
                 body_offset: header.body_offset(),
                 crcs: hit.crcs,
@@ -517,7 +518,7 @@ impl Store {
                 seq: header.seq,
                 gen,
                 disk: Arc::downgrade(&disk.shared),
-            }),
+            })),
         }))
     }
 
@@ -545,7 +546,9 @@ impl Store {
             hash: self.hash(key),
             gen: inner.gen.load(Ordering::SeqCst),
             key: key.into(),
-            meta,
+            // An exact copy: the caller's buffer may have room to spare, and the memory tier
+            // keeps this for the object's lifetime, charged by its length.
+            meta: Bytes::copy_from_slice(&meta),
             limit: inner.max_object_bytes.min(tier_max),
             chunk_size: inner.chunk_size,
             chunks: Vec::new(),
@@ -639,6 +642,12 @@ impl Drop for Store {
     }
 }
 
+/// `v` without spare capacity (a small body's chunk list would otherwise hold room for four).
+fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
+}
+
 /// Streams a body into the store; see [`Store::begin`].
 ///
 /// Dropping the writer without calling [`ObjectWriter::finish`] abandons the write: nothing is
@@ -729,7 +738,7 @@ impl ObjectWriter {
             meta: std::mem::take(&mut self.meta),
             len: self.len,
             chunk_size: self.chunk_size,
-            body: Body::Memory(std::mem::take(&mut self.chunks)),
+            body: Body::Memory(exact(std::mem::take(&mut self.chunks))),
         });
         self.inner.commit(self.hash, self.gen, obj);
         Ok(())

@@ -238,10 +238,13 @@ impl<V: Clone> S3Fifo<V> {
         if !admit() {
             return false;
         }
-        s.unlink(hash);
+        // A replacement (revalidated, re-fetched or promoted again) keeps the popularity its
+        // key has earned: its queue and frequency carry over.
+        let old = s.unlink(hash);
+        let freq = old.as_ref().map_or(0, |e| e.freq);
         let id = s.next_id;
         s.next_id += 1;
-        let in_main = s.ghost.remove(&hash);
+        let in_main = s.ghost.remove(&hash) || old.is_some_and(|e| e.in_main);
         if in_main {
             s.main.push_back((hash, id));
             s.main_bytes += charge;
@@ -254,7 +257,7 @@ impl<V: Clone> S3Fifo<V> {
             Entry {
                 value,
                 charge,
-                freq: 0,
+                freq,
                 in_main,
                 id,
             },
@@ -305,6 +308,9 @@ impl<V: Clone> S3Fifo<V> {
 }
 
 #[cfg(test)]
+mod zipf;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -327,6 +333,28 @@ mod tests {
         assert!(!c.insert(h(1), 1, 10, || false), "vetoed");
         assert!(c.remove(h(99), |v| *v == 999));
         assert_eq!(c.get(h(99), |_| true), None);
+    }
+
+    #[test]
+    fn store_s3fifo_replace_keeps_popularity() {
+        // 10 slots; key 0 earns its place in main, is hit again and then replaced (as a
+        // revalidation does). A scan of one-hit keys must not evict it.
+        let c: S3Fifo<u64> = S3Fifo::new(1000);
+        c.insert(h(0), 0, 100, || true);
+        c.get(h(0), |_| true);
+        for i in 1..20 {
+            c.insert(h(i), i, 100, || true); // pushes key 0 (hit once) on to main
+        }
+        c.get(h(0), |_| true);
+        assert!(c.insert(h(0), 1, 100, || true));
+        for i in 100..1100 {
+            c.insert(h(i), i, 100, || true);
+        }
+        assert_eq!(
+            c.get(h(0), |_| true),
+            Some(1),
+            "replaced entry lost its place"
+        );
     }
 
     #[test]

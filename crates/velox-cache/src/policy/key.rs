@@ -111,7 +111,10 @@ pub fn normalize_authority(scheme: &str, authority: &str) -> String {
             if port.is_some() && port == default_port(scheme) {
                 host
             } else {
-                format!("{host}:{p}")
+                let mut host = host;
+                host.push(':');
+                host.push_str(p);
+                host
             }
         }
     }
@@ -119,6 +122,10 @@ pub fn normalize_authority(scheme: &str, authority: &str) -> String {
 
 /// Uppercases the hex digits of well-formed percent-escapes; leaves everything else.
 pub fn normalize_percent_case(s: &str) -> String {
+    // Most targets have no escapes at all.
+    if !s.contains('%') {
+        return s.to_owned();
+    }
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -154,14 +161,26 @@ fn utf8_len(first: u8) -> usize {
 
 /// Escapes bytes injectively into printable ASCII without spaces.
 fn escape_into(out: &mut String, bytes: &[u8], extra: &[u8]) {
-    for &b in bytes {
+    let plain = |b: u8| b != b'\\' && (0x21..=0x7e).contains(&b) && !extra.contains(&b);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // Copy the run of bytes that stand for themselves in one go.
+        let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+        let (text, tail) = rest.split_at(run);
+        // Printable ASCII: always valid UTF-8.
+        out.push_str(std::str::from_utf8(text).unwrap_or_default());
+        let Some((&b, tail)) = tail.split_first() else {
+            break;
+        };
         if b == b'\\' {
             out.push_str("\\\\");
-        } else if (0x21..=0x7e).contains(&b) && !extra.contains(&b) {
-            out.push(char::from(b));
         } else {
-            out.push_str(&format!("\\x{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push_str("\\x");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
+        rest = tail;
     }
 }
 
@@ -179,7 +198,12 @@ pub fn normalized_uri(
         None => (path_and_query, None),
     };
     let path = if path.is_empty() { "/" } else { path };
-    let mut uri = format!("{scheme}://{authority}{}", normalize_percent_case(path));
+    let path = normalize_percent_case(path);
+    let mut uri = String::with_capacity(scheme.len() + 3 + authority.len() + path_and_query.len());
+    uri.push_str(&scheme);
+    uri.push_str("://");
+    uri.push_str(&authority);
+    uri.push_str(&path);
     if let Some(q) = query {
         let q = normalize_percent_case(q);
         if rules.rewrites_query() {
@@ -270,6 +294,32 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_matches_the_byte_by_byte_definition_for_every_byte() {
+        let reference = |bytes: &[u8], extra: &[u8]| {
+            let mut out = String::new();
+            for &b in bytes {
+                if b == b'\\' {
+                    out.push_str("\\\\");
+                } else if (0x21..=0x7e).contains(&b) && !extra.contains(&b) {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("\\x{b:02X}"));
+                }
+            }
+            out
+        };
+        let all: Vec<u8> = (0..=255).collect();
+        for extra in [&b""[..], b";=", b"a"] {
+            let mut out = String::new();
+            escape_into(&mut out, &all, extra);
+            assert_eq!(out, reference(&all, extra));
+            let mut out = String::from("k");
+            escape_into(&mut out, b"/a b\\c%7e", extra);
+            assert_eq!(out, format!("k{}", reference(b"/a b\\c%7e", extra)));
+        }
+    }
     use http::HeaderValue;
 
     fn key(scheme: &str, auth: &str, pq: &str) -> String {

@@ -78,7 +78,7 @@ pub fn encode_head(
     match framing {
         BodyFraming::Length(len) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(len.to_string().as_bytes());
+            out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),

@@ -10,6 +10,8 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -556,6 +558,148 @@ async fn slow_upstream_gives_504_after_first_byte_timeout() {
     let ok = get(&velox.url("/slow?ms=10")).await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.body, "ok");
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream connection reuse against origins that close idle connections.
+
+/// A raw HTTP/1.1 origin that numbers its connections and answers every request with
+/// `conn=<n> <METHOD> body=<bytes>`, adding `Keep-Alive: <announce>` when given, and closes a
+/// connection that stays idle for `close_idle` (as Node.js does after 5 s).
+async fn start_idle_closing_origin(
+    announce: Option<&'static str>,
+    close_idle: Duration,
+) -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind idle-closing origin");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(serve_until_idle(stream, n, announce, close_idle));
+        }
+    });
+    (addr, connections, task)
+}
+
+async fn serve_until_idle(
+    mut stream: TcpStream,
+    conn: usize,
+    announce: Option<&'static str>,
+    close_idle: Duration,
+) {
+    let mut buf = Vec::new();
+    loop {
+        // Dropping the stream on idle timeout (or EOF) closes the connection.
+        let head_end = loop {
+            if let Some(pos) = find(&buf, b"\r\n\r\n") {
+                break pos + 4;
+            }
+            match tokio::time::timeout(close_idle, fill(&mut stream, &mut buf)).await {
+                Ok(true) => {}
+                _ => return,
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let method = head.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().expect("content-length"));
+        while buf.len() < head_end + length {
+            if !fill(&mut stream, &mut buf).await {
+                return;
+            }
+        }
+        buf.drain(..head_end + length);
+        let body = format!("conn={conn} {method} body={length}");
+        let keep_alive = announce.map_or(String::new(), |v| format!("keep-alive: {v}\r\n"));
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncache-control: no-store\r\n{keep_alive}content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Velox in front of `origin` with the default upstream idle_timeout (90 s).
+async fn velox_before(origin: SocketAddr) -> Velox {
+    let (addr, admin) = (free_addr(), free_addr());
+    let config = one_upstream_config(addr, admin, origin, r#"first_byte_timeout = "5s""#);
+    Velox::start(&config, addr, admin).await
+}
+
+#[tokio::test]
+async fn body_request_after_the_announced_keep_alive_timeout_uses_a_new_connection() {
+    let (origin, connections, _task) =
+        start_idle_closing_origin(Some("timeout=1"), Duration::from_secs(1)).await;
+    let velox = velox_before(origin).await;
+    let first = get(&velox.url("/first")).await;
+    assert_eq!(first.body, "conn=1 GET body=0");
+    // Within the announced timeout the pooled connection is reused, body or not.
+    let reused = request("POST", &velox.url("/soon"), &[], b"abc").await;
+    assert_eq!(reused.body, "conn=1 POST body=3");
+    // The origin closes it after 1 s idle; Velox must not write a body into it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let put = request("PUT", &velox.url("/later"), &[], &[b'x'; 10_000]).await;
+    assert_eq!(put.status, 200, "{:?}", String::from_utf8_lossy(&put.body));
+    assert_eq!(put.body, "conn=2 PUT body=10000");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+/// Two GETs `pause` apart through Velox to an origin that announces `Keep-Alive: <announce>`
+/// but keeps idle connections 30 s: the second must arrive on a new connection.
+async fn second_get_uses_a_new_connection(announce: &'static str, pause: Duration) {
+    let (origin, connections, _task) =
+        start_idle_closing_origin(Some(announce), Duration::from_secs(30)).await;
+    let velox = velox_before(origin).await;
+    assert_eq!(get(&velox.url("/a")).await.body, "conn=1 GET body=0");
+    tokio::time::sleep(pause).await;
+    assert_eq!(get(&velox.url("/b")).await.body, "conn=2 GET body=0");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn pooled_connection_expires_at_the_announced_keep_alive_timeout() {
+    // Only the announcement can make Velox leave the open connection: a body-less request
+    // would otherwise reuse it without a check.
+    second_get_uses_a_new_connection("timeout=1, max=100", Duration::from_millis(1200)).await;
+}
+
+#[tokio::test]
+async fn keep_alive_max_0_means_the_connection_is_not_reused() {
+    second_get_uses_a_new_connection("timeout=30, max=0", Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn body_request_after_an_unannounced_idle_close_uses_a_new_connection() {
+    let (origin, connections, _task) =
+        start_idle_closing_origin(None, Duration::from_secs(1)).await;
+    let velox = velox_before(origin).await;
+    assert_eq!(get(&velox.url("/a")).await.body, "conn=1 GET body=0");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The pooled connection is still within Velox's 90 s, but the origin closed it.
+    let post = request("POST", &velox.url("/b"), &[], &[b'y'; 10_000]).await;
+    assert_eq!(
+        post.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&post.body)
+    );
+    assert_eq!(post.body, "conn=2 POST body=10000");
+    // Body-less requests keep their retry: the fresh connection is reused, then replaced.
+    assert_eq!(get(&velox.url("/c")).await.body, "conn=2 GET body=0");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(get(&velox.url("/d")).await.body, "conn=3 GET body=0");
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
 
 // ---------------------------------------------------------------------------------------

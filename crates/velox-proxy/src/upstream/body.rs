@@ -20,13 +20,13 @@ const READ_CHUNK: usize = 32 * 1024;
 pub struct PoolReturn {
     pub server: Arc<Server>,
     pub max_idle: usize,
-    pub idle_timeout: Duration,
+    /// How long it may idle there (`conn::idle_limit`).
+    pub idle_limit: Duration,
 }
 
 impl PoolReturn {
     pub fn put(self, stream: Stream) {
-        self.server
-            .checkin(stream, self.max_idle, self.idle_timeout);
+        self.server.checkin(stream, self.max_idle, self.idle_limit);
     }
 }
 

@@ -3,7 +3,9 @@
 
 use http::uri::{Authority, Scheme};
 use rustls::pki_types::ServerName;
+use socket2::SockRef;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -73,12 +75,52 @@ impl AsyncWrite for Stream {
     }
 }
 
+impl Stream {
+    /// Whether the origin has neither closed the connection nor sent anything unasked (a
+    /// TLS close_notify included): one non-blocking peek at the socket, which consumes nothing.
+    pub fn seems_open(&self) -> bool {
+        let tcp = match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        };
+        let mut byte = [MaybeUninit::uninit()];
+        // A real syscall, not tokio's cached readiness: a FIN that just arrived counts too.
+        let peeked = SockRef::from(tcp).peek(&mut byte);
+        matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// How long a connection may idle in the pool: the configured limit, or less when the origin
+/// announced its own idle timeout (`Keep-Alive: timeout=N`). The margin (20 %, at most 1 s)
+/// covers the origin's clock starting before ours and the next request's trip to it.
+pub fn idle_limit(configured: Duration, announced_secs: Option<u64>) -> Duration {
+    let Some(secs) = announced_secs else {
+        return configured;
+    };
+    let announced = Duration::from_secs(secs);
+    configured.min(announced - (announced / 5).min(Duration::from_secs(1)))
+}
+
+/// A connection waiting in the pool.
+struct Idle {
+    stream: Stream,
+    since: Instant,
+    /// Usable for this long after `since` (see `idle_limit`).
+    limit: Duration,
+}
+
+impl Idle {
+    fn expired(&self, now: Instant) -> bool {
+        now.duration_since(self.since) >= self.limit
+    }
+}
+
 /// One origin server: its address, how to reach it, and its idle connections.
 pub struct Server {
     pub scheme: Scheme,
     pub authority: Authority,
     tls: Option<(TlsConnector, ServerName<'static>)>,
-    idle: Mutex<Vec<(Stream, Instant)>>,
+    idle: Mutex<Vec<Idle>>,
 }
 
 /// Why a connection attempt failed.
@@ -124,28 +166,33 @@ impl Server {
             })
     }
 
-    /// A pooled connection that has not idled out (most recent first), if any.
-    pub fn checkout(&self, idle_timeout: Duration) -> Option<Stream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let (stream, since) = idle.pop()?;
-        // The most recent is the freshest: if it idled out, so did all the others.
-        if since.elapsed() < idle_timeout {
-            Some(stream)
-        } else {
-            idle.clear();
-            None
-        }
-    }
-
-    /// Returns a connection whose last exchange completed cleanly.
-    pub fn checkin(&self, stream: Stream, max_idle: usize, idle_timeout: Duration) {
+    /// A pooled connection that has not idled out (most recent first) and how long it idled.
+    pub fn checkout(&self) -> Option<(Stream, Duration)> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        // Oldest first: drop the expired prefix (one clock read, not one per connection).
-        let expired = idle.partition_point(|(_, since)| now.duration_since(*since) >= idle_timeout);
+        // Limits differ per connection, so an expired one may sit above a live one.
+        while let Some(entry) = idle.pop() {
+            if !entry.expired(now) {
+                return Some((entry.stream, now.duration_since(entry.since)));
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last exchange completed cleanly, to be used for at most
+    /// `limit` from now.
+    pub fn checkin(&self, stream: Stream, max_idle: usize, limit: Duration) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Oldest first: drop the expired prefix; usually nothing, so one comparison.
+        let expired = idle.iter().take_while(|entry| entry.expired(now)).count();
         idle.drain(..expired);
         if idle.len() < max_idle {
-            idle.push((stream, now));
+            idle.push(Idle {
+                stream,
+                since: now,
+                limit,
+            });
         }
     }
 
@@ -173,5 +220,24 @@ impl Server {
         tokio::time::timeout(limit, attempt)
             .await
             .unwrap_or(Err(ConnectError::Timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_limit_stays_inside_the_announced_timeout() {
+        let configured = Duration::from_secs(90);
+        assert_eq!(idle_limit(configured, None), configured);
+        // Node.js and Apache announce 5 s: 1 s margin.
+        assert_eq!(idle_limit(configured, Some(5)), Duration::from_secs(4));
+        // Short timeouts keep 80 %.
+        assert_eq!(idle_limit(configured, Some(1)), Duration::from_millis(800));
+        assert_eq!(idle_limit(configured, Some(0)), Duration::ZERO);
+        // The configured limit still caps a generous origin.
+        assert_eq!(idle_limit(configured, Some(3600)), configured);
+        assert_eq!(idle_limit(configured, Some(u64::MAX)), configured);
     }
 }

@@ -28,6 +28,10 @@ use wire::{RequestFraming, ResponseFraming};
 /// Largest response head accepted from an origin.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
+/// A pooled connection idle for less than this is used for a request with a body without a
+/// check: origins close idle connections after seconds (Node.js and Apache: 5 s).
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 pub struct Upstream {
     pub name: String,
     servers: Vec<Arc<Server>>,
@@ -164,7 +168,7 @@ impl Upstream {
         wire::encode_request_head(&mut head, &parts.method, target, &parts.headers, framing);
         let mut body = (framing != RequestFraming::Empty).then_some(body);
 
-        let (mut stream, mut reused) = match server.checkout(self.idle_timeout) {
+        let (mut stream, mut reused) = match checkout(&server, framing) {
             Some(stream) => (stream, true),
             None => (server.connect(self.connect_timeout).await?, false),
         };
@@ -254,11 +258,14 @@ impl Upstream {
         }
         let body_framing = wire::response_framing(method, &response_head)
             .map_err(|e| Failure::Error(UpstreamError::Failed(e.to_string())))?;
-        let reusable = !response_head.close && body_framing != ResponseFraming::UntilClose;
+        let idle_limit = conn::idle_limit(self.idle_timeout, response_head.keep_alive.timeout);
+        let reusable = !response_head.close
+            && body_framing != ResponseFraming::UntilClose
+            && !idle_limit.is_zero();
         let pool = reusable.then(|| PoolReturn {
             server: server.clone(),
             max_idle: self.max_idle,
-            idle_timeout: self.idle_timeout,
+            idle_limit,
         });
         *response.headers_mut() = response_head.headers;
         if body_framing == ResponseFraming::Empty {
@@ -270,6 +277,18 @@ impl Upstream {
         *response.body_mut() =
             crate::body::boxed(UpstreamBody::new(stream, buf, body_framing, pool));
         Ok(response)
+    }
+}
+
+/// A pooled connection for a request. A body-less request that meets a closed one is retried,
+/// but a body cannot be replayed once sent: for one, a connection that idled long enough for
+/// the origin to close it is checked first (a syscall only body requests pay).
+fn checkout(server: &Server, framing: RequestFraming) -> Option<Stream> {
+    loop {
+        let (stream, idle) = server.checkout()?;
+        if framing == RequestFraming::Empty || idle < CHECK_IDLE_AFTER || stream.seems_open() {
+            return Some(stream);
+        }
     }
 }
 

@@ -56,8 +56,47 @@ pub fn encode_request_head(
 pub struct ResponseHead {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    /// `Connection: close` (or HTTP/1.0 without keep-alive): do not reuse the connection.
+    /// `Connection: close` (or HTTP/1.0 without keep-alive, or `Keep-Alive: max=0`): do not
+    /// reuse the connection.
     pub close: bool,
+    pub keep_alive: KeepAlive,
+}
+
+/// The origin's `Keep-Alive` field (RFC 2068 §19.7.1.1; hop-by-hop per RFC 9110 §7.6.1).
+/// Node.js and Apache announce there how long they keep an idle connection open.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Seconds the origin keeps an idle connection open.
+    pub timeout: Option<u64>,
+    /// Further requests the origin accepts on this connection (Apache and Node.js count down).
+    pub max: Option<u64>,
+}
+
+impl KeepAlive {
+    /// Adds one field value's parameters. The lower value wins when one is repeated; unknown
+    /// or malformed parameters are ignored.
+    pub fn add(&mut self, value: &[u8]) {
+        let Ok(value) = std::str::from_utf8(value) else {
+            return;
+        };
+        for param in value.split(',') {
+            let Some((name, n)) = param.split_once('=') else {
+                continue;
+            };
+            let Ok(n) = n.trim().trim_matches('"').parse::<u64>() else {
+                continue;
+            };
+            let name = name.trim();
+            let slot = if name.eq_ignore_ascii_case("timeout") {
+                &mut self.timeout
+            } else if name.eq_ignore_ascii_case("max") {
+                &mut self.max
+            } else {
+                continue;
+            };
+            *slot = Some(slot.map_or(n, |old| old.min(n)));
+        }
+    }
 }
 
 /// How the response body is delimited.
@@ -99,7 +138,12 @@ pub fn parse_response_head(
     let http10 = response.version == Some(0);
     let base = buf.as_ptr() as usize;
     let mut spans = Vec::with_capacity(response.headers.len());
+    let mut keep_alive = KeepAlive::default();
     for field in response.headers.iter() {
+        // Read here, before forwarding strips it as hop-by-hop; a length compare when absent.
+        if field.name.eq_ignore_ascii_case("keep-alive") {
+            keep_alive.add(field.value);
+        }
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| WireError::Malformed("bad header name"))?;
         let start = field.value.as_ptr() as usize - base;
@@ -113,12 +157,14 @@ pub fn parse_response_head(
             .map_err(|_| WireError::Malformed("bad header value"))?;
         headers.append(name, value);
     }
-    let close =
-        connection_has(&headers, "close") || (http10 && !connection_has(&headers, "keep-alive"));
+    let close = connection_has(&headers, "close")
+        || (http10 && !connection_has(&headers, "keep-alive"))
+        || keep_alive.max == Some(0);
     Ok(Some(ResponseHead {
         status,
         headers,
         close,
+        keep_alive,
     }))
 }
 
@@ -269,6 +315,49 @@ mod tests {
                 .unwrap()
                 .unwrap();
         assert!(response_framing(&Method::GET, &conflicting).is_err());
+    }
+
+    #[test]
+    fn keep_alive_parameters() {
+        let parsed = |value: &str| {
+            let mut keep_alive = KeepAlive::default();
+            keep_alive.add(value.as_bytes());
+            keep_alive
+        };
+        assert_eq!(parsed("timeout=5").timeout, Some(5));
+        assert_eq!(
+            parsed("Timeout = 5 , MAX=\"100\""),
+            KeepAlive {
+                timeout: Some(5),
+                max: Some(100)
+            }
+        );
+        assert_eq!(parsed("timeout=5, timeout=2").timeout, Some(2));
+        assert_eq!(
+            parsed("timeout=-1, max=x, timeout, foo=3"),
+            KeepAlive::default()
+        );
+        assert_eq!(parsed("timeout=1.5").timeout, None);
+        assert_eq!(parsed("").timeout, None);
+    }
+
+    #[test]
+    fn keep_alive_in_the_response_head() {
+        let head = parse(
+            "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\nKEEP-ALIVE: timeout=3\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.keep_alive.timeout, Some(3));
+        assert_eq!(head.keep_alive.max, Some(100));
+        assert!(!head.close);
+        assert_eq!(head.headers.get_all("keep-alive").iter().count(), 2);
+        let exhausted = parse("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(exhausted.close);
+        let absent = parse("HTTP/1.1 200 OK\r\n\r\n").unwrap().unwrap();
+        assert_eq!(absent.keep_alive, KeepAlive::default());
     }
 
     #[test]

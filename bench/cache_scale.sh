@@ -522,15 +522,17 @@ part_disk() {
     o1=$(origin_requests)
     RESTART_ORIGIN=$(( o1 - o0 - 1 ))
     raw "### restart: stop ${STOP_SECS}s, $RESTART_JSON, origin $RESTART_ORIGIN"
-    # The index is rebuilt in the background: wait until the disk object count has not changed
-    # for 5 s (max 240 s); the rebuild time is from the spawn to the last change.
+    # The index is rebuilt in the background and its count appears when the rebuild ends: wait
+    # (max 240 s) until the disk object count is back at its value before the restart, or is
+    # non-zero and unchanged for 5 s. The rebuild time is from the spawn to the last change.
     local last_change; last_change=$(date +%s.%N); prev=-1; stable=0
-    for i in $(seq 1 480); do
+    for i in $(seq 1 960); do
         cur=$(metric "$DISK_ADMIN" velox_cache_objects disk)
         if [[ "$cur" == "$prev" ]]; then stable=$((stable + 1)); else stable=0; last_change=$(date +%s.%N); fi
-        [[ $stable -ge 10 ]] && break
+        [[ "$cur" == "$DISK_OBJ" ]] && break
+        [[ "${cur:-0}" != 0 && $stable -ge 20 ]] && break
         prev=$cur
-        sleep 0.5
+        sleep 0.25
     done
     REBUILD_SECS=$(python3 -c "print(round($last_change - $tstart, 1))")
     RSS3=$(rss_kib "$DISK_PID")

@@ -958,6 +958,16 @@ fn corrupt_every_file(velox: &Velox) -> usize {
     files.len()
 }
 
+/// Stops `velox`, corrupts every object file (see [`corrupt_every_file`]) and starts it again;
+/// returns the number of files.
+async fn corrupt_while_stopped(velox: &mut Velox) -> usize {
+    velox.signal(Signal::Term);
+    assert_eq!(velox.wait_exit(Duration::from_secs(15)), Some(0));
+    let files = corrupt_every_file(velox);
+    respawn(velox).await;
+    files
+}
+
 #[tokio::test]
 async fn corruption_flipped_bytes_on_disk_are_a_miss_never_garbage() {
     let origin = TestOrigin::start(|seen| async move {
@@ -973,15 +983,11 @@ async fn corruption_flipped_bytes_on_disk_are_a_miss_never_garbage() {
     assert_eq!(get(&velox.url("/small")).await.body, "small-v1");
     let big = get(&velox.url("/big")).await;
     assert!(big.body.starts_with(b"big-v1-"));
-    velox.signal(Signal::Term);
-    assert_eq!(velox.wait_exit(Duration::from_secs(15)), Some(0));
-
-    let corrupted = corrupt_every_file(&velox);
+    let corrupted = corrupt_while_stopped(&mut velox).await;
     assert!(
         corrupted >= 2,
         "both objects were on disk ({corrupted} files)"
     );
-    respawn(&mut velox).await;
 
     let small = get(&velox.url("/small")).await;
     assert_eq!(small.status, 200);
@@ -1019,10 +1025,7 @@ async fn corruption_in_a_small_disk_only_object_is_a_clean_miss() {
         .await
         .body
         .starts_with(b"small-v1-"));
-    velox.signal(Signal::Term);
-    assert_eq!(velox.wait_exit(Duration::from_secs(15)), Some(0));
-    assert!(corrupt_every_file(&velox) >= 1);
-    respawn(&mut velox).await;
+    assert!(corrupt_while_stopped(&mut velox).await >= 1);
 
     let first = tokio::time::timeout(Duration::from_secs(30), stream_get(velox.url("/small")))
         .await
@@ -1056,10 +1059,7 @@ async fn corruption_in_a_lazily_read_chunk_is_never_served_whole() {
     let mut velox = start_velox(&origin, CATCH_ALL, "memory_size = 0").await;
     let expected_v1 = format!("lazy-v1-{}", alphabet(1_200_000));
     assert_eq!(get(&velox.url("/lazy")).await.body, expected_v1);
-    velox.signal(Signal::Term);
-    assert_eq!(velox.wait_exit(Duration::from_secs(15)), Some(0));
-    assert!(corrupt_every_file(&velox) >= 1);
-    respawn(&mut velox).await;
+    assert!(corrupt_while_stopped(&mut velox).await >= 1);
 
     // The first answer may start before the bad chunk is read; then it must be cut short.
     // It must never complete with other bytes.

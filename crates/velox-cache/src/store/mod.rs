@@ -79,8 +79,9 @@ const CHUNK_OVERHEAD: u64 = 48;
 /// Disk bodies up to this size are verified whole before `get` returns them: a corrupt one is
 /// a clean miss rather than a response cut short.
 pub const VERIFY_WHOLE_BYTES: u64 = 1024 * 1024;
-/// Default of [`StoreConfig::disk_queue_wait`].
-pub const DEFAULT_DISK_QUEUE_WAIT: Duration = Duration::from_secs(1);
+/// Default of [`StoreConfig::disk_queue_wait`]: long enough to ride out a writeback stall of
+/// the disk (over 1 s seen on a busy machine), short enough to bound a miss on a stuck one.
+pub const DEFAULT_DISK_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Store configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -123,6 +123,11 @@ impl TestOrigin {
     }
 
     /// Requests received for `target` (path and query), any method.
+    /// Requests received, any target.
+    fn count_all(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
     fn count(&self, target: &str) -> usize {
         self.seen
             .lock()
@@ -982,6 +987,38 @@ async fn persistence_restart_is_a_hit_without_origin_request() {
     assert_eq!(origin.count("/persist"), 1, "no new origin request");
 }
 
+#[tokio::test]
+async fn restart_serves_disk_hits_at_once() {
+    // The index of the files is rebuilt in the background after a restart; until it is done a
+    // lookup checks the object's file directly, so the first request after the listener
+    // accepts is already a hit.
+    let origin = TestOrigin::start(|seen| async move {
+        reply(
+            200,
+            &[("cache-control", "max-age=600")],
+            format!("{}-{}", seen.target, alphabet(300)),
+        )
+    })
+    .await;
+    let mut velox = start_velox(&origin, CATCH_ALL, "memory_size = 0").await;
+    for i in 0..300 {
+        let path = format!("/many/{i}");
+        assert_eq!(get(&velox.url(&path)).await.status, 200);
+    }
+    restart(&mut velox).await;
+    for i in (0..300).rev() {
+        let path = format!("/many/{i}");
+        let reply = get(&velox.url(&path)).await;
+        assert!(is_hit(&reply), "{path}: {}", cache_status(&reply));
+        assert_eq!(reply.body, format!("{path}-{}", alphabet(300)));
+    }
+    assert_eq!(
+        origin.count_all(),
+        300,
+        "no origin request after the restart"
+    );
+}
+
 /// Flips the last byte and the middle byte of every object file.
 fn corrupt_every_file(velox: &Velox) -> usize {
     let files = object_files(velox);
@@ -1001,6 +1038,16 @@ fn corrupt_every_file(velox: &Velox) -> usize {
     files.len()
 }
 
+/// Stops `velox`, corrupts every object file (see [`corrupt_every_file`]) and starts it again;
+/// returns the number of files.
+async fn corrupt_while_stopped(velox: &mut Velox) -> usize {
+    velox.signal(Signal::Term);
+    assert_eq!(velox.wait_exit(Duration::from_secs(15)), Some(0));
+    let files = corrupt_every_file(velox);
+    respawn(velox).await;
+    files
+}
+
 #[tokio::test]
 async fn corruption_flipped_bytes_on_disk_are_a_miss_never_garbage() {
     let origin = TestOrigin::start(|seen| async move {
@@ -1016,15 +1063,11 @@ async fn corruption_flipped_bytes_on_disk_are_a_miss_never_garbage() {
     assert_eq!(get(&velox.url("/small")).await.body, "small-v1");
     let big = get(&velox.url("/big")).await;
     assert!(big.body.starts_with(b"big-v1-"));
-    velox.signal(Signal::Term);
-    assert_eq!(velox.wait_exit(Duration::from_secs(15)), Some(0));
-
-    let corrupted = corrupt_every_file(&velox);
+    let corrupted = corrupt_while_stopped(&mut velox).await;
     assert!(
         corrupted >= 2,
         "both objects were on disk ({corrupted} files)"
     );
-    respawn(&mut velox).await;
 
     let small = get(&velox.url("/small")).await;
     assert_eq!(small.status, 200);
@@ -1046,23 +1089,57 @@ async fn corruption_flipped_bytes_on_disk_are_a_miss_never_garbage() {
 }
 
 #[tokio::test]
-async fn corruption_in_a_lazily_read_chunk_is_never_served_whole() {
-    // No memory tier: every hit reads its chunks from disk, checksum by checksum.
+async fn corruption_in_a_small_disk_only_object_is_a_clean_miss() {
+    // No memory tier, a body of several chunks: it is verified whole before the head is sent,
+    // so the corruption becomes a miss with the origin's complete response, not a cut one.
     let origin = TestOrigin::start(|seen| async move {
         reply(
             200,
             &[("cache-control", "max-age=600")],
-            format!("lazy-v{}-{}", seen.n, alphabet(400_000)),
+            format!("small-v{}-{}", seen.n, alphabet(200_000)),
         )
     })
     .await;
     let mut velox = start_velox(&origin, CATCH_ALL, "memory_size = 0").await;
-    let expected_v1 = format!("lazy-v1-{}", alphabet(400_000));
+    assert!(get(&velox.url("/small"))
+        .await
+        .body
+        .starts_with(b"small-v1-"));
+    assert!(corrupt_while_stopped(&mut velox).await >= 1);
+
+    let first = tokio::time::timeout(Duration::from_secs(30), stream_get(velox.url("/small")))
+        .await
+        .expect("within 30s")
+        .expect("a complete response, not a cut one");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, format!("small-v2-{}", alphabet(200_000)));
+    assert!(
+        first.cache_status.starts_with("velox; fwd=uri-miss"),
+        "{}",
+        first.cache_status
+    );
+    assert_eq!(origin.count("/small"), 2, "one refetch");
+    let again = get(&velox.url("/small")).await;
+    assert!(is_hit(&again), "{}", cache_status(&again));
+    assert_eq!(again.body, first.body);
+}
+
+#[tokio::test]
+async fn corruption_in_a_lazily_read_chunk_is_never_served_whole() {
+    // No memory tier and a body too large to verify before serving (over 1 MiB): every hit
+    // reads its chunks from disk, checksum by checksum.
+    let origin = TestOrigin::start(|seen| async move {
+        reply(
+            200,
+            &[("cache-control", "max-age=600")],
+            format!("lazy-v{}-{}", seen.n, alphabet(1_200_000)),
+        )
+    })
+    .await;
+    let mut velox = start_velox(&origin, CATCH_ALL, "memory_size = 0").await;
+    let expected_v1 = format!("lazy-v1-{}", alphabet(1_200_000));
     assert_eq!(get(&velox.url("/lazy")).await.body, expected_v1);
-    velox.signal(Signal::Term);
-    assert_eq!(velox.wait_exit(Duration::from_secs(15)), Some(0));
-    assert!(corrupt_every_file(&velox) >= 1);
-    respawn(&mut velox).await;
+    assert!(corrupt_while_stopped(&mut velox).await >= 1);
 
     // The first answer may start before the bad chunk is read; then it must be cut short.
     // It must never complete with other bytes.
@@ -1072,7 +1149,7 @@ async fn corruption_in_a_lazily_read_chunk_is_never_served_whole() {
     if let Ok(r) = &first {
         assert_eq!(r.status, 200);
         assert!(
-            r.body == format!("lazy-v2-{}", alphabet(400_000)),
+            r.body == format!("lazy-v2-{}", alphabet(1_200_000)),
             "a complete answer is the origin's ({})",
             r.cache_status
         );

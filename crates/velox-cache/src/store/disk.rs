@@ -3,21 +3,32 @@
 //! background thread that writes, evicts and deletes cleared generations.
 //!
 //! Commit protocol: `finish()` registers the write as *pending* for its hash and queues it. The
-//! writer thread writes a temp file under `dir/tmp/`, then — under the index lock — checks the
-//! write is still the pending one for that hash in the current generation and renames the temp
-//! file into place. `remove()` and `clear()` take the same lock, so a write can never resurrect
-//! an object removed after it was committed.
+//! writer thread writes a temp file `t<seq>` beside the object's final path, then — under the
+//! index lock — checks the write is still the pending one for that hash in the current
+//! generation and renames the temp file into place. `remove()` and `clear()` take the same lock,
+//! so a write can never resurrect an object removed after it was committed.
+//!
+//! The write queue is bounded (jobs and bytes). [`DiskTier::enqueue`] skips the disk copy when
+//! it is full; [`DiskTier::enqueue_waiting`] waits (asynchronously, bounded) for room instead,
+//! which paces a fill the disk cannot keep up with.
+//!
+//! Start-up does not read the files: the index is rebuilt by a background thread while the
+//! store serves. Until it is done, a lookup of a key not yet indexed opens the key's file
+//! directly (its path is derived from the key hash), and every change to a hash is recorded so
+//! the rebuild never brings back an object removed or replaced meanwhile. Every start reserves
+//! a range of sequence numbers (persisted in `STATE`), so files written by this run are newer
+//! than any the rebuild finds.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -26,8 +37,16 @@ use super::s3fifo::IdBuild;
 use super::{Body, Object, StoreError};
 
 const STATE_FILE: &str = "STATE";
-const STATE_MAGIC: [u8; 8] = *b"VXSTATE1";
+/// `STATE` as first written: salt and generation.
+const STATE_MAGIC_V1: [u8; 8] = *b"VXSTATE1";
+/// `STATE` since the index is rebuilt in the background: also the first sequence number of the
+/// next run.
+const STATE_MAGIC: [u8; 8] = *b"VXSTATE2";
+/// Sequence numbers reserved per run (2^40 files at 100k/s would take 348 years).
+const SEQ_SPAN: u64 = 1 << 40;
 const QUEUE_JOBS: usize = 1024;
+/// Bytes read at once for a header: the fixed part and, for most keys, the whole key.
+const HEAD_READ: usize = 1024;
 const QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 /// Sizes in the index are kept in units of this many bytes (rounded up) to fit a `u32`.
 const UNIT: u64 = 256;
@@ -52,6 +71,59 @@ struct DiskState {
     pending: HashMap<u64, Pending, IdBuild>,
     /// Sum of `units * UNIT` over the index.
     used: u64,
+    /// Jobs and file bytes in the write queue.
+    queued_jobs: usize,
+    queued_bytes: u64,
+    /// Set while the index of files from earlier runs is being rebuilt.
+    rebuild: Option<Rebuild>,
+}
+
+/// What the index rebuild must know about changes made while it runs.
+#[derive(Default)]
+struct Rebuild {
+    /// Hashes written, removed or found corrupt since start-up: a file of an earlier run found
+    /// for them is stale (or gone) and must not be indexed.
+    touched: HashSet<u64, IdBuild>,
+}
+
+impl DiskState {
+    /// Drops whatever the index or the queue holds for `hash` and records the change for a
+    /// running rebuild. Returns whether anything was held.
+    fn forget(&mut self, hash: u64) -> bool {
+        if let Some(r) = &mut self.rebuild {
+            r.touched.insert(hash);
+        }
+        let pending = self.pending.remove(&hash).is_some();
+        let indexed = match self.index.remove(&hash) {
+            Some(e) => {
+                self.used -= u64::from(e.units) * UNIT;
+                true
+            }
+            None => false,
+        };
+        pending || indexed
+    }
+
+    /// Whether the file now at `hash`'s path is the one identified by `seq` (the low 32 bits
+    /// suffice against the index): indexed with that sequence number, or, while the rebuild
+    /// runs, a file of an earlier run that nothing replaced yet. `None`: an unindexed file.
+    fn holds(&self, hash: u64, seq: Option<u64>, seq_start: u64) -> bool {
+        match self.index.get(&hash) {
+            Some(e) => seq.is_some_and(|s| s as u32 == e.seq),
+            None => {
+                self.rebuild
+                    .as_ref()
+                    .is_some_and(|r| !r.touched.contains(&hash))
+                    && !self.pending.contains_key(&hash)
+                    && seq.is_none_or(|s| s < seq_start)
+            }
+        }
+    }
+
+    fn has_room(&self, size: u64, limit: u64) -> bool {
+        self.queued_jobs < QUEUE_JOBS
+            && (self.queued_bytes == 0 || self.queued_bytes + size <= limit)
+    }
 }
 
 #[derive(Default)]
@@ -91,10 +163,23 @@ pub(crate) struct DiskShared {
     pub salt: u64,
     capacity: u64,
     queue_limit: u64,
+    /// First sequence number of this run; files with smaller ones are from earlier runs.
+    seq_start: u64,
     state: Mutex<DiskState>,
+    /// Signalled when the index rebuild ends.
+    indexed: Condvar,
+    /// Woken when the write queue has drained to half its bounds.
+    room: tokio::sync::Notify,
     cleanup: AtomicBool,
-    queued_bytes: AtomicU64,
     pub counters: DiskCounters,
+}
+
+/// Why a disk copy was not queued.
+pub(crate) enum NotQueued {
+    /// The queue is full for now.
+    Full,
+    /// The object can never be written (larger than the disk tier).
+    Never,
 }
 
 pub(crate) struct WriteJob {
@@ -115,7 +200,8 @@ pub(crate) enum Job {
 /// The disk tier as owned by the store.
 pub(crate) struct DiskTier {
     pub shared: Arc<DiskShared>,
-    tx: SyncSender<Job>,
+    /// Unbounded channel; the queue is bounded by `DiskState::queued_*` instead.
+    tx: Sender<Job>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -152,27 +238,45 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
-fn read_state(root: &Path) -> Option<(u64, u64)> {
-    let b = fs::read(root.join(STATE_FILE)).ok()?;
-    if b.len() != 28 || b[..8] != STATE_MAGIC {
-        return None;
-    }
-    let crc = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
-    if crc32fast::hash(&b[..24]) != crc {
-        return None;
-    }
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[8..16]);
-    let salt = u64::from_le_bytes(x);
-    x.copy_from_slice(&b[16..24]);
-    Some((salt, u64::from_le_bytes(x)))
+/// The persisted state of a disk tier directory.
+#[derive(Debug, Clone, Copy)]
+struct Persisted {
+    salt: u64,
+    gen: u64,
+    /// First sequence number of the next run.
+    next_seq: u64,
 }
 
-fn write_state(root: &Path, salt: u64, gen: u64) -> io::Result<()> {
-    let mut b = Vec::with_capacity(28);
+fn read_state(root: &Path) -> Option<Persisted> {
+    let b = fs::read(root.join(STATE_FILE)).ok()?;
+    let body = b.len().checked_sub(4)?;
+    let crc = u32::from_le_bytes(b[body..].try_into().ok()?);
+    if crc32fast::hash(&b[..body]) != crc {
+        return None;
+    }
+    let word = |i: usize| -> Option<u64> {
+        let at = 8 + 8 * i;
+        Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    };
+    let next_seq = match (&b[..8], body) {
+        // written before runs reserved sequence numbers: every file has a smaller one
+        (m, 24) if m == STATE_MAGIC_V1 => SEQ_SPAN,
+        (m, 32) if m == STATE_MAGIC => word(2)?,
+        _ => return None,
+    };
+    Some(Persisted {
+        salt: word(0)?,
+        gen: word(1)?,
+        next_seq,
+    })
+}
+
+fn write_state(root: &Path, state: Persisted) -> io::Result<()> {
+    let mut b = Vec::with_capacity(36);
     b.extend_from_slice(&STATE_MAGIC);
-    b.extend_from_slice(&salt.to_le_bytes());
-    b.extend_from_slice(&gen.to_le_bytes());
+    for word in [state.salt, state.gen, state.next_seq] {
+        b.extend_from_slice(&word.to_le_bytes());
+    }
     let crc = crc32fast::hash(&b);
     b.extend_from_slice(&crc.to_le_bytes());
     let tmp = root.join("STATE.tmp");
@@ -198,6 +302,12 @@ pub(crate) fn object_path(root: &Path, gen: u64, hash: u64) -> PathBuf {
         .join(format!("{hash:016x}"))
 }
 
+/// Where the writer puts a file before renaming it to `path`: the same directory, so the
+/// rename touches one directory only.
+fn temp_path(path: &Path, seq: u64) -> PathBuf {
+    path.with_file_name(format!("t{seq:016x}"))
+}
+
 fn units(size: u64) -> u32 {
     u32::try_from(size.div_ceil(UNIT)).unwrap_or(u32::MAX)
 }
@@ -210,12 +320,26 @@ pub(crate) fn file_len(obj: &Object) -> u64 {
 
 /// Reads and verifies the fixed header and key of an object file.
 fn read_header(file: &File) -> Result<(Header, Vec<u8>), StoreError> {
-    let mut fixed = [0u8; FIXED_LEN];
-    file.read_exact_at(&mut fixed, 0).map_err(corrupt_io)?;
-    let header = Header::decode(&fixed).map_err(|_| StoreError::Corrupt)?;
-    let mut key = vec![0u8; header.key_len as usize];
-    file.read_exact_at(&mut key, FIXED_LEN as u64)
-        .map_err(corrupt_io)?;
+    // One read usually covers the fixed header and the key.
+    let mut head = vec![0u8; HEAD_READ];
+    let n = read_up_to(file, &mut head)?;
+    let fixed: &[u8; FIXED_LEN] = head
+        .get(..FIXED_LEN)
+        .and_then(|b| b.try_into().ok())
+        .filter(|_| n >= FIXED_LEN)
+        .ok_or(StoreError::Corrupt)?;
+    let header = Header::decode(fixed).map_err(|_| StoreError::Corrupt)?;
+    let fixed = *fixed;
+    let key_end = FIXED_LEN + header.key_len as usize;
+    let key = if key_end <= n {
+        head.truncate(key_end);
+        head.split_off(FIXED_LEN)
+    } else {
+        let mut key = vec![0u8; header.key_len as usize];
+        file.read_exact_at(&mut key, FIXED_LEN as u64)
+            .map_err(corrupt_io)?;
+        key
+    };
     header
         .verify_key(&fixed, &key)
         .map_err(|_| StoreError::Corrupt)?;
@@ -224,6 +348,34 @@ fn read_header(file: &File) -> Result<(Header, Vec<u8>), StoreError> {
         return Err(StoreError::Corrupt);
     }
     Ok((header, key))
+}
+
+/// Reads from offset 0 until `buf` is full or the file ends; returns the bytes read.
+fn read_up_to(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// `write_all` over several buffers, with as few `writev` calls as the kernel allows.
+fn write_all_vectored(mut file: &File, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match file.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn corrupt_io(e: io::Error) -> StoreError {
@@ -239,15 +391,13 @@ impl DiskShared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Removes the entry for `hash` if it still is file version `seq` of generation `gen`, and
-    /// deletes the file. Used when a read finds the file corrupt.
-    pub fn report_corrupt(&self, hash: u64, seq: u32, gen: u64) {
+    /// Removes the file of `hash` if it still is the one identified by `seq` (see
+    /// [`DiskState::holds`]) in generation `gen`. Used when a read finds the file corrupt.
+    pub fn report_corrupt(&self, hash: u64, seq: Option<u64>, gen: u64) {
         bump(&self.counters.corrupt);
         let mut st = self.lock();
-        if st.gen == gen && st.index.get(&hash).is_some_and(|e| e.seq == seq) {
-            if let Some(e) = st.index.remove(&hash) {
-                st.used -= u64::from(e.units) * UNIT;
-            }
+        if st.gen == gen && st.holds(hash, seq, self.seq_start) {
+            st.forget(hash);
             let path = object_path(&self.root, gen, hash);
             if let Err(err) = fs::remove_file(&path) {
                 tracing::debug!(?path, %err, "removing corrupt cache file");
@@ -257,6 +407,14 @@ impl DiskShared {
             hash = format_args!("{hash:016x}"),
             "corrupt cache file removed"
         );
+    }
+
+    /// Drops the index entry of a file found missing (deleted behind the store's back).
+    fn report_missing(&self, hash: u64, seq: u32, gen: u64) {
+        let mut st = self.lock();
+        if st.gen == gen && st.index.get(&hash).is_some_and(|e| e.seq == seq) {
+            st.forget(hash);
+        }
     }
 
     /// Reads and verifies chunk `i` of a lazily read disk object.
@@ -275,7 +433,7 @@ impl DiskShared {
         let res = body.file.read_exact_at(&mut buf, body.body_offset + start);
         let ok = res.is_ok() && body.crcs.get(i) == Some(&crc32fast::hash(&buf));
         if !ok {
-            self.report_corrupt(body.hash, body.seq as u32, body.gen);
+            self.report_corrupt(body.hash, Some(body.seq), body.gen);
             return Err(StoreError::Corrupt);
         }
         Ok(Bytes::from(buf))
@@ -287,9 +445,7 @@ impl DiskShared {
                 break;
             };
             if st.index.get(&hash).is_some_and(|e| e.seq == seq) {
-                if let Some(e) = st.index.remove(&hash) {
-                    st.used -= u64::from(e.units) * UNIT;
-                }
+                st.forget(hash);
                 let _ = fs::remove_file(object_path(&self.root, st.gen, hash));
                 bump(&self.counters.evictions);
             }
@@ -305,18 +461,33 @@ impl DiskShared {
         st.gen == job.gen && st.pending.get(&job.hash).is_some_and(|p| p.seq == job.seq)
     }
 
+    /// Takes `job` off the queue's bounds, waking fills waiting for room once the queue has
+    /// drained to half (so they are woken in batches, not once per job). Returns whether the
+    /// job still has to be written.
+    fn dequeue(&self, job: &WriteJob) -> bool {
+        let mut st = self.lock();
+        st.queued_jobs -= 1;
+        st.queued_bytes -= job.size;
+        let room = st.queued_jobs <= QUEUE_JOBS / 2 && st.queued_bytes <= self.queue_limit / 2;
+        let pending = Self::still_pending(&st, job);
+        drop(st);
+        if room {
+            self.room.notify_waiters();
+        }
+        pending
+    }
+
     fn write_job(&self, job: WriteJob) {
-        self.queued_bytes.fetch_sub(job.size, Ordering::Relaxed);
-        if !Self::still_pending(&self.lock(), &job) {
+        if !self.dequeue(&job) {
             return;
         }
-        let tmp = self.root.join("tmp").join(format!("{:016x}", job.seq));
+        let path = object_path(&self.root, job.gen, job.hash);
+        let tmp = temp_path(&path, job.seq);
         let res = self.write_file(&tmp, &job);
         let mut st = self.lock();
         match res {
             Ok(()) if Self::still_pending(&st, &job) => {
                 st.pending.remove(&job.hash);
-                let path = object_path(&self.root, job.gen, job.hash);
                 if let Err(err) = fs::rename(&tmp, &path) {
                     tracing::warn!(?path, %err, "cache file rename failed");
                     bump(&self.counters.write_errors);
@@ -346,7 +517,7 @@ impl DiskShared {
                 if Self::still_pending(&st, &job) {
                     // the older version was dropped from the index at commit; delete it too
                     st.pending.remove(&job.hash);
-                    let _ = fs::remove_file(object_path(&self.root, job.gen, job.hash));
+                    let _ = fs::remove_file(&path);
                 }
                 drop(st);
                 let _ = fs::remove_file(&tmp);
@@ -354,6 +525,8 @@ impl DiskShared {
         }
     }
 
+    /// Writes the object file to `tmp` with one open and (for most objects) one `writev`; no
+    /// fsync: a file torn by a crash fails its checks and is a miss.
     fn write_file(&self, tmp: &Path, job: &WriteJob) -> io::Result<()> {
         let obj = &job.obj;
         let Body::Memory(chunks) = &obj.body else {
@@ -373,19 +546,11 @@ impl DiskShared {
         );
         header.meta_crc = format::meta_crc(&obj.meta, &table);
         let head = header.encode(&obj.key);
-        let path = object_path(&self.root, job.gen, job.hash);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        let mut w = BufWriter::with_capacity(256 * 1024, File::create(tmp)?);
-        w.write_all(&head)?;
-        w.write_all(&obj.meta)?;
-        w.write_all(&table)?;
-        for c in chunks {
-            w.write_all(c)?;
-        }
-        w.flush()?;
-        Ok(())
+        let file = create_file(tmp)?;
+        let mut parts = Vec::with_capacity(3 + chunks.len());
+        parts.extend([&head[..], &obj.meta[..], &table[..]].map(IoSlice::new));
+        parts.extend(chunks.iter().map(|c| IoSlice::new(c)));
+        write_all_vectored(&file, &mut parts)
     }
 
     /// Deletes generation directories other than the current one.
@@ -423,15 +588,146 @@ impl DiskShared {
             }
         }
     }
+
+    /// Rebuilds the index of generation `gen` from the headers of the files earlier runs left,
+    /// while the store serves; files found are indexed oldest first (FIFO order).
+    fn rebuild(&self, gen: u64) {
+        let started = Instant::now();
+        let mut found = Vec::new();
+        let complete = self.scan_generation(gen, &mut found);
+        found.sort_unstable_by_key(|&(_, seq, _)| seq);
+        let n = found.len();
+        if complete {
+            self.merge(gen, found);
+        }
+        self.lock().rebuild = None;
+        self.indexed.notify_all();
+        tracing::info!(
+            files = n,
+            complete,
+            seconds = started.elapsed().as_secs_f64(),
+            "cache index rebuilt"
+        );
+    }
+
+    /// Collects `(hash, seq, file length)` of every valid file of an earlier run and deletes
+    /// invalid ones. Returns false if the rebuild was abandoned meanwhile.
+    fn scan_generation(&self, gen: u64, found: &mut Vec<(u64, u64, u64)>) -> bool {
+        let Ok(fan) = fs::read_dir(gen_dir(&self.root, gen)) else {
+            return true;
+        };
+        for sub in fan.flatten() {
+            if self.lock().rebuild.is_none() {
+                return false; // abandoned: cleared or shut down
+            }
+            let Ok(files) = fs::read_dir(sub.path()) else {
+                let _ = fs::remove_file(sub.path());
+                continue;
+            };
+            for f in files.flatten() {
+                let path = f.path();
+                match self.scan_file(&path, gen) {
+                    Scanned::Object(x) => found.push(x),
+                    Scanned::Ours => {}
+                    Scanned::Invalid(hash) => self.remove_invalid(&path, hash, gen),
+                }
+            }
+        }
+        true
+    }
+
+    /// Classifies one file under a fan-out directory.
+    fn scan_file(&self, path: &Path, gen: u64) -> Scanned {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return Scanned::Invalid(None);
+        };
+        if let Some(seq) = name.strip_prefix('t') {
+            // a temp file: this run's writer may be writing it right now
+            return match u64::from_str_radix(seq, 16) {
+                Ok(seq) if seq >= self.seq_start => Scanned::Ours,
+                _ => Scanned::Invalid(None),
+            };
+        }
+        let named = match u64::from_str_radix(name, 16) {
+            Ok(hash) if name.len() == 16 => hash,
+            _ => return Scanned::Invalid(None),
+        };
+        match check_file(path, self.salt, gen, named) {
+            Some((seq, _)) if seq >= self.seq_start => Scanned::Ours,
+            Some((seq, len)) => Scanned::Object((named, seq, len)),
+            None => Scanned::Invalid(Some(named)),
+        }
+    }
+
+    /// Deletes a file that failed its checks, unless it is an object file this run has
+    /// written (or is writing) since the scan read it.
+    fn remove_invalid(&self, path: &Path, hash: Option<u64>, gen: u64) {
+        let st = self.lock();
+        let ours = hash.is_some_and(|h| st.index.contains_key(&h) || st.pending.contains_key(&h));
+        if st.gen == gen && !ours {
+            tracing::info!(?path, "removing invalid cache file");
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Adds the files found by the scan to the index, ahead of (older than) everything written
+    /// since start-up, and leaves out hashes changed meanwhile. The map is built outside the
+    /// lock; under it the work is proportional to what changed during the scan.
+    fn merge(&self, gen: u64, found: Vec<(u64, u64, u64)>) {
+        let mut index = HashMap::with_capacity_and_hasher(found.len(), IdBuild::default());
+        let mut fifo = VecDeque::with_capacity(found.len());
+        for (hash, seq, len) in found {
+            let e = IndexEntry {
+                seq: seq as u32,
+                units: units(len),
+            };
+            index.insert(hash, e);
+            fifo.push_back((hash, e.seq));
+        }
+        let mut st = self.lock();
+        let Some(rebuild) = st.rebuild.take() else {
+            return;
+        };
+        if st.gen != gen {
+            return;
+        }
+        for hash in &rebuild.touched {
+            index.remove(hash);
+        }
+        index.extend(st.index.drain());
+        fifo.extend(st.fifo.drain(..));
+        st.used = index.values().map(|e| u64::from(e.units) * UNIT).sum();
+        st.index = index;
+        st.fifo = fifo;
+        self.evict_locked(&mut st);
+    }
 }
 
-/// What `open` found in one file.
-fn scan_file(path: &Path, salt: u64, gen: u64) -> Option<(u64, u64, u64)> {
-    let name = path.file_name()?.to_str()?;
-    if name.len() != 16 {
-        return None;
+/// What the index rebuild made of one file.
+enum Scanned {
+    /// A valid object file of an earlier run: (hash, seq, file length).
+    Object((u64, u64, u64)),
+    /// Written by this run: already indexed (or being written).
+    Ours,
+    /// Not a valid object file (with the hash its name claims, if any).
+    Invalid(Option<u64>),
+}
+
+/// Creates the temp file of a write; the fan-out directory is created when first needed.
+fn create_file(path: &Path) -> io::Result<File> {
+    match File::create(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            File::create(path)
+        }
+        r => r,
     }
-    let named = u64::from_str_radix(name, 16).ok()?;
+}
+
+/// The sequence number and length of a valid object file named `named` in generation `gen`.
+fn check_file(path: &Path, salt: u64, gen: u64, named: u64) -> Option<(u64, u64)> {
     let file = File::open(path).ok()?;
     let (header, key) = read_header(&file).ok()?;
     let hash = format::key_hash(salt, &key);
@@ -439,80 +735,71 @@ fn scan_file(path: &Path, salt: u64, gen: u64) -> Option<(u64, u64, u64)> {
     if hash != named || header.gen != gen || dir != format!("{:02x}", hash >> 56) {
         return None;
     }
-    Some((hash, header.seq, header.file_len()))
+    Some((header.seq, header.file_len()))
 }
 
 impl DiskTier {
-    /// Opens (or creates) the disk tier under `root`, rebuilding the index from file headers.
+    /// Opens (or creates) the disk tier under `root`. The index of existing files is rebuilt
+    /// by a background thread; the tier serves (and writes) meanwhile.
     pub fn open(root: &Path, capacity: u64, max_object_bytes: u64) -> io::Result<DiskTier> {
-        fs::create_dir_all(root)?;
-        let tmp = root.join("tmp");
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp)?;
-        }
-        fs::create_dir_all(&tmp)?;
-        let (salt, gen) = match read_state(root) {
-            Some(s) => s,
-            None => {
-                let s = (random_u64(), 0);
-                write_state(root, s.0, s.1)?;
-                s
-            }
-        };
+        let tier = Self::open_unindexed(root, capacity, max_object_bytes)?;
+        let (shared, gen) = (tier.shared.clone(), tier.gen());
+        std::thread::Builder::new()
+            .name("velox-cache-index".into())
+            .spawn(move || shared.rebuild(gen))?;
+        Ok(tier)
+    }
 
-        let mut found = Vec::new();
-        if let Ok(fan) = fs::read_dir(gen_dir(root, gen)) {
-            for sub in fan.flatten() {
-                let Ok(files) = fs::read_dir(sub.path()) else {
-                    let _ = fs::remove_file(sub.path());
-                    continue;
-                };
-                for f in files.flatten() {
-                    let path = f.path();
-                    match scan_file(&path, salt, gen) {
-                        Some(x) => found.push(x),
-                        None => {
-                            tracing::info!(?path, "removing invalid cache file");
-                            let _ = fs::remove_file(&path);
-                        }
-                    }
-                }
-            }
+    /// Opens the tier with the index rebuild pending but not started (see [`DiskShared::rebuild`]).
+    pub(crate) fn open_unindexed(
+        root: &Path,
+        capacity: u64,
+        max_object_bytes: u64,
+    ) -> io::Result<DiskTier> {
+        fs::create_dir_all(root)?;
+        // Temp files of older versions of the store lived here.
+        let legacy_tmp = root.join("tmp");
+        if legacy_tmp.exists() {
+            fs::remove_dir_all(&legacy_tmp)?;
         }
-        found.sort_unstable_by_key(|&(_, seq, _)| seq);
-        let mut st = DiskState {
-            gen,
-            next_seq: found.last().map_or(1, |&(_, seq, _)| seq + 1),
-            index: HashMap::with_capacity_and_hasher(found.len(), IdBuild::default()),
-            fifo: VecDeque::with_capacity(found.len()),
+        let state = read_state(root).unwrap_or(Persisted {
+            salt: random_u64(),
+            gen: 0,
+            next_seq: SEQ_SPAN,
+        });
+        let seq_start = state.next_seq;
+        let seq_end = seq_start + SEQ_SPAN;
+        write_state(
+            root,
+            Persisted {
+                next_seq: seq_end,
+                ..state
+            },
+        )?;
+        let st = DiskState {
+            gen: state.gen,
+            next_seq: seq_start,
+            index: HashMap::default(),
+            fifo: VecDeque::new(),
             pending: HashMap::default(),
             used: 0,
+            queued_jobs: 0,
+            queued_bytes: 0,
+            rebuild: Some(Rebuild::default()),
         };
-        for (hash, seq, size) in found {
-            let e = IndexEntry {
-                seq: seq as u32,
-                units: units(size),
-            };
-            st.index.insert(hash, e);
-            st.fifo.push_back((hash, e.seq));
-            st.used += u64::from(e.units) * UNIT;
-        }
-
         let shared = Arc::new(DiskShared {
             root: root.to_path_buf(),
-            salt,
+            salt: state.salt,
             capacity,
             queue_limit: QUEUE_BYTES.max(max_object_bytes),
+            seq_start,
             state: Mutex::new(st),
+            indexed: Condvar::new(),
+            room: tokio::sync::Notify::new(),
             cleanup: AtomicBool::new(true),
-            queued_bytes: AtomicU64::new(0),
             counters: DiskCounters::default(),
         });
-        {
-            let mut st = shared.lock();
-            shared.evict_locked(&mut st);
-        }
-        let (tx, rx) = mpsc::sync_channel(QUEUE_JOBS);
+        let (tx, rx) = mpsc::channel();
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("velox-cache-disk".into())
@@ -532,63 +819,107 @@ impl DiskTier {
         self.shared.capacity
     }
 
-    /// Queues `obj` for writing. Never blocks on I/O except to delete the replaced version of
-    /// the object when the write has to be skipped.
-    pub fn enqueue(&self, hash: u64, gen: u64, obj: &Arc<Object>) {
+    /// Blocks until the index rebuild started at open has finished.
+    pub fn wait_indexed(&self) {
+        let mut st = self.shared.lock();
+        while st.rebuild.is_some() {
+            st = self
+                .shared
+                .indexed
+                .wait(st)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Queues `obj` for writing if the queue has room; the new version replaces the old one at
+    /// once, even before it reaches the disk.
+    fn try_enqueue(&self, hash: u64, gen: u64, obj: &Arc<Object>) -> Result<(), NotQueued> {
         let d = &self.shared;
         let size = file_len(obj);
+        if size > d.capacity {
+            return Err(NotQueued::Never);
+        }
+        let mut st = d.lock();
+        if st.gen != gen {
+            return Ok(()); // cleared meanwhile: nothing to write
+        }
+        if !st.has_room(size, d.queue_limit) {
+            return Err(NotQueued::Full);
+        }
+        st.forget(hash);
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.pending.insert(
+            hash,
+            Pending {
+                seq,
+                obj: obj.clone(),
+            },
+        );
+        st.queued_jobs += 1;
+        st.queued_bytes += size;
+        let job = Job::Write(WriteJob {
+            hash,
+            seq,
+            gen,
+            size,
+            obj: obj.clone(),
+        });
+        if self.tx.send(job).is_err() {
+            // the writer is gone (shutting down): nothing will be written
+            st.pending.remove(&hash);
+        }
+        Ok(())
+    }
+
+    /// Gives up the disk copy of `hash`: counted, and the version it replaces is deleted.
+    fn skip(&self, hash: u64, gen: u64) {
+        let d = &self.shared;
+        bump(&d.counters.write_skipped);
         let mut st = d.lock();
         if st.gen != gen {
             return;
         }
-        // The new version replaces the old one at once, even before it reaches the disk.
-        let had_old = match st.index.remove(&hash) {
-            Some(old) => {
-                st.used -= u64::from(old.units) * UNIT;
-                true
-            }
-            None => false,
-        };
-        let had_pending = st.pending.remove(&hash).is_some();
-        let queued = d.queued_bytes.load(Ordering::Relaxed);
-        let fits = size <= d.capacity && (queued == 0 || queued + size <= d.queue_limit);
-        let seq = st.next_seq;
-        let sent = fits && {
-            let job = Job::Write(WriteJob {
-                hash,
-                seq,
-                gen,
-                size,
-                obj: obj.clone(),
-            });
-            match d_try_send(&self.tx, job) {
-                Ok(()) => true,
-                Err(()) => false,
-            }
-        };
-        if sent {
-            st.next_seq += 1;
-            st.pending.insert(
-                hash,
-                Pending {
-                    seq,
-                    obj: obj.clone(),
-                },
-            );
-            d.queued_bytes.fetch_add(size, Ordering::Relaxed);
-        } else {
-            bump(&d.counters.write_skipped);
-            if had_old || had_pending {
-                let _ = fs::remove_file(object_path(&d.root, gen, hash));
-            }
+        // while the index is rebuilt, a file of an earlier run may exist unindexed
+        if st.forget(hash) || st.rebuild.is_some() {
+            let _ = fs::remove_file(object_path(&d.root, gen, hash));
         }
     }
 
+    /// Queues `obj` for writing, or skips the disk copy if the queue is full. Never blocks on
+    /// I/O except to delete the replaced version of the object when the write is skipped.
+    pub fn enqueue(&self, hash: u64, gen: u64, obj: &Arc<Object>) {
+        if self.try_enqueue(hash, gen, obj).is_err() {
+            self.skip(hash, gen);
+        }
+    }
+
+    /// Like [`DiskTier::enqueue`], but waits up to `wait` for room in a full queue.
+    pub async fn enqueue_waiting(&self, hash: u64, gen: u64, obj: &Arc<Object>, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // registered before the check, so a wake-up in between is not lost
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.try_enqueue(hash, gen, obj) {
+                Ok(()) => return,
+                Err(NotQueued::Never) => break,
+                Err(NotQueued::Full) => {}
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                break;
+            }
+        }
+        self.skip(hash, gen);
+    }
+
     /// Whether a lookup of `hash` could find anything, from the in-memory index alone (no I/O):
-    /// lets callers answer most misses without going to a blocking thread.
+    /// lets callers answer most misses without going to a blocking thread. Always true while
+    /// the index is being rebuilt.
     pub fn may_contain(&self, hash: u64) -> bool {
         let st = self.shared.lock();
-        st.pending.contains_key(&hash) || st.index.contains_key(&hash)
+        st.rebuild.is_some() || st.pending.contains_key(&hash) || st.index.contains_key(&hash)
     }
 
     /// Looks `key` up. `Some` only for a file whose header, key and meta verify.
@@ -602,39 +933,34 @@ impl DiskTier {
                     return Some(Found::Pending(p.obj.clone(), st.gen));
                 }
             }
-            (st.gen, st.index.get(&hash).copied())
+            let entry = st.index.get(&hash).copied();
+            if entry.is_none() && st.rebuild.is_none() {
+                bump(&d.counters.misses);
+                return None;
+            }
+            (st.gen, entry)
         };
-        let Some(entry) = entry else {
-            bump(&d.counters.misses);
-            return None;
-        };
+        // Not indexed yet while the index is rebuilt: the file is checked directly.
+        let seq = entry.map(|e| u64::from(e.seq));
         match self.read_hit(gen, hash, key) {
             Ok(Some(hit)) => {
                 bump(&d.counters.hits);
-                Some(Found::File(hit, gen))
+                return Some(Found::File(hit, gen));
             }
-            Ok(None) => {
-                bump(&d.counters.collisions);
-                bump(&d.counters.misses);
-                None
-            }
-            Err(StoreError::Io(err)) => {
-                // NotFound: removed or evicted since the index lookup; anything else (say,
-                // too many open files) is transient: a miss, but the file is kept.
-                if err.kind() != io::ErrorKind::NotFound {
-                    tracing::debug!(%err, "disk cache read failed");
+            Ok(None) => bump(&d.counters.collisions),
+            Err(StoreError::Io(err)) if err.kind() == io::ErrorKind::NotFound => {
+                // removed or evicted since the index lookup, or deleted behind our back
+                if let Some(e) = entry {
+                    d.report_missing(hash, e.seq, gen);
                 }
-                bump(&d.counters.misses);
-                None
             }
-            Err(_) => {
-                bump(&d.counters.misses);
-                d.report_corrupt(hash, entry.seq, gen);
-                None
-            }
+            // transient (say, too many open files): a miss, but the file is kept
+            Err(StoreError::Io(err)) => tracing::debug!(%err, "disk cache read failed"),
+            Err(_) => d.report_corrupt(hash, seq, gen),
         }
+        bump(&d.counters.misses);
+        None
     }
-
     fn read_hit(&self, gen: u64, hash: u64, key: &str) -> Result<Option<DiskHit>, StoreError> {
         let file = File::open(object_path(&self.shared.root, gen, hash))?;
         let (header, stored_key) = read_header(&file)?;
@@ -683,7 +1009,7 @@ impl DiskTier {
         }
         if !ok {
             self.shared
-                .report_corrupt(hit.hash, hit.header.seq as u32, gen);
+                .report_corrupt(hit.hash, Some(hit.header.seq), gen);
             return Err(StoreError::Corrupt);
         }
         Ok(chunks)
@@ -693,35 +1019,36 @@ impl DiskTier {
     pub fn remove(&self, hash: u64) -> bool {
         let d = &self.shared;
         let mut st = d.lock();
-        let pending = st.pending.remove(&hash).is_some();
-        let indexed = match st.index.remove(&hash) {
-            Some(e) => {
-                st.used -= u64::from(e.units) * UNIT;
-                true
-            }
-            None => false,
-        };
+        let held = st.forget(hash);
         let removed = fs::remove_file(object_path(&d.root, st.gen, hash)).is_ok();
-        pending || indexed || removed
+        held || removed
     }
 
-    /// Starts a new generation: persisted first, then the index is dropped; the old files are
-    /// deleted by the background thread. Returns the new generation.
+    /// Starts a new generation: persisted first, then the index is dropped (and a running
+    /// rebuild abandoned); the old files are deleted by the background thread. Returns the new
+    /// generation.
     pub fn clear(&self) -> u64 {
         let d = &self.shared;
         let mut st = d.lock();
         st.gen += 1;
-        if let Err(err) = write_state(&d.root, d.salt, st.gen) {
+        let state = Persisted {
+            salt: d.salt,
+            gen: st.gen,
+            next_seq: d.seq_start + SEQ_SPAN,
+        };
+        if let Err(err) = write_state(&d.root, state) {
             tracing::error!(%err, "could not persist the cache generation; a restart may bring back cleared objects");
         }
         st.index = HashMap::default();
         st.fifo = VecDeque::new();
         st.pending.clear();
         st.used = 0;
+        st.rebuild = None;
         let gen = st.gen;
         drop(st);
+        d.indexed.notify_all();
         d.cleanup.store(true, Ordering::SeqCst);
-        let _ = self.tx.try_send(Job::Wake);
+        let _ = self.tx.send(Job::Wake);
         gen
     }
 
@@ -743,6 +1070,8 @@ impl DiskTier {
     }
 
     pub fn shutdown(&self) {
+        self.shared.lock().rebuild = None;
+        self.shared.indexed.notify_all();
         let _ = self.tx.send(Job::Shutdown);
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
@@ -750,15 +1079,14 @@ impl DiskTier {
         }
     }
 
+    /// Runs the index rebuild of a tier opened with [`DiskTier::open_unindexed`].
+    #[cfg(test)]
+    pub(crate) fn rebuild_now(&self) {
+        self.shared.rebuild(self.gen());
+    }
+
     #[cfg(test)]
     pub(crate) fn root(&self) -> &Path {
         &self.shared.root
-    }
-}
-
-fn d_try_send(tx: &SyncSender<Job>, job: Job) -> Result<(), ()> {
-    match tx.try_send(job) {
-        Ok(()) => Ok(()),
-        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(()),
     }
 }

@@ -31,17 +31,23 @@
 //! * **Disk tier** (`disk.rs`): one file per object (format in `format.rs`) named by the salted
 //!   64-bit key hash, under a directory per namespace generation; every chunk carries a CRC32,
 //!   the header and meta carry their own. A single background thread writes temp files and
-//!   renames them into place; if its bounded queue is full the disk copy is skipped and counted.
+//!   renames them into place. Its queue is bounded: [`ObjectWriter::finish_waiting`] waits
+//!   (asynchronously, up to [`StoreConfig::disk_queue_wait`]) for room, [`ObjectWriter::finish`]
+//!   does not; a disk copy that finds no room is skipped and counted.
 //!   The index holds only `hash → (seq, size)` plus a FIFO for eviction; the full key is checked
 //!   against the file header on every read, so a hash collision is a miss, never another
-//!   object. `open` rebuilds the index from headers, deleting torn, truncated or foreign files.
+//!   object. `open` returns at once: a background thread rebuilds the index from headers
+//!   (deleting torn, truncated or foreign files) while lookups of keys not yet indexed open the
+//!   key's file directly.
 //! * **Clear** bumps and persists a generation number; the old generation's directory becomes
 //!   unreachable at once and is deleted in the background (or at the next open).
 //!
-//! An object too large to promote is read lazily: its header and meta are verified by `get`,
-//! each chunk when it is read. A corrupt chunk then surfaces as [`StoreError::Corrupt`] from
-//! [`Object::chunk`] or the range reader (the entry is removed at that moment); a response that
-//! already started must be aborted rather than completed with other bytes.
+//! A disk hit up to [`VERIFY_WHOLE_BYTES`] (or small enough to promote to memory) is read and
+//! verified whole by `get`, so corruption is a miss before anything is served. A larger one is
+//! read lazily: its header and meta are verified by `get`, each chunk when it is read. A
+//! corrupt chunk then surfaces as [`StoreError::Corrupt`] from [`Object::chunk`] or the range
+//! reader (the entry is removed at that moment); a response that already started must be
+//! aborted rather than completed with other bytes.
 //!
 //! [`Store::get`] may read from disk on a memory miss (a header read, and the body when the
 //! object is promoted to memory); call it where blocking briefly is acceptable
@@ -57,6 +63,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -71,6 +78,12 @@ pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 const OBJECT_OVERHEAD: u64 = 256;
 /// Per-chunk memory overhead: the `Bytes` handle and the shared header a first clone allocates.
 const CHUNK_OVERHEAD: u64 = 56;
+/// Disk bodies up to this size are verified whole before `get` returns them: a corrupt one is
+/// a clean miss rather than a response cut short.
+pub const VERIFY_WHOLE_BYTES: u64 = 1024 * 1024;
+/// Default of [`StoreConfig::disk_queue_wait`]: long enough to ride out a writeback stall of
+/// the disk (over 1 s seen on a busy machine), short enough to bound a miss on a stuck one.
+pub const DEFAULT_DISK_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Store configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +98,9 @@ pub struct StoreConfig {
     pub chunk_size: usize,
     /// Largest body stored; larger bodies make the writer fail (stream them through uncached).
     pub max_object_bytes: u64,
+    /// How long [`ObjectWriter::finish_waiting`] waits for room in a full disk write queue
+    /// before it skips the disk copy.
+    pub disk_queue_wait: Duration,
 }
 
 impl StoreConfig {
@@ -96,6 +112,7 @@ impl StoreConfig {
             disk_bytes: 1024 * 1024 * 1024,
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_object_bytes: 64 * 1024 * 1024,
+            disk_queue_wait: DEFAULT_DISK_QUEUE_WAIT,
         }
     }
 }
@@ -158,7 +175,7 @@ pub struct StoreStats {
     pub disk_collisions: u64,
     /// Objects written to disk.
     pub disk_writes: u64,
-    /// Disk copies skipped because the write queue was full (or the object too big for disk).
+    /// Disk copies skipped because the write queue stayed full (or the object too big for disk).
     pub disk_write_skipped: u64,
     /// Failed disk writes.
     pub disk_write_errors: u64,
@@ -366,6 +383,7 @@ struct Inner {
     salt: u64,
     chunk_size: usize,
     max_object_bytes: u64,
+    disk_queue_wait: Duration,
     /// Namespace generation as seen by the memory tier (see [`Store::clear`]).
     gen: AtomicU64,
     memory: Option<S3Fifo<Arc<Object>>>,
@@ -373,10 +391,35 @@ struct Inner {
 }
 
 impl Inner {
+    fn current(&self, gen: u64) -> bool {
+        // false: a clear() happened while the body was arriving
+        self.gen.load(Ordering::SeqCst) == gen
+    }
+
     fn commit(&self, hash: u64, gen: u64, obj: Arc<Object>) {
-        if self.gen.load(Ordering::SeqCst) != gen {
-            return; // a clear() happened while the body was arriving
+        if !self.current(gen) {
+            return;
         }
+        if let Some(d) = &self.disk {
+            d.enqueue(hash, gen, &obj);
+        }
+        self.commit_memory(hash, gen, obj);
+    }
+
+    async fn commit_waiting(&self, hash: u64, gen: u64, obj: Arc<Object>) {
+        if !self.current(gen) {
+            return;
+        }
+        if let Some(d) = &self.disk {
+            d.enqueue_waiting(hash, gen, &obj, self.disk_queue_wait)
+                .await;
+        }
+        self.commit_memory(hash, gen, obj);
+    }
+
+    /// Inserts into memory after the disk copy is queued, so a memory eviction never leaves an
+    /// older disk version visible.
+    fn commit_memory(&self, hash: u64, gen: u64, obj: Arc<Object>) {
         if let Some(m) = &self.memory {
             let charge = Object::charge(&obj.key, obj.meta.len(), obj.len, obj.chunk_size);
             let inserted = m.insert(hash, obj.clone(), charge, || {
@@ -386,9 +429,6 @@ impl Inner {
                 // never leave an older version of this key visible
                 m.remove(hash, |o| o.key == obj.key);
             }
-        }
-        if let Some(d) = &self.disk {
-            d.enqueue(hash, gen, &obj);
         }
     }
 }
@@ -407,16 +447,38 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the store: creates `dir`, rebuilds the disk index from file headers (bodies are not
-    /// read), deletes temp files of interrupted writes, files that fail their header checks and
-    /// the directories of cleared generations.
+    /// Opens the store: creates `dir` and returns without reading the disk tier's files. A
+    /// background thread rebuilds the disk index from file headers (bodies are not read),
+    /// deleting temp files of interrupted writes and files that fail their header checks; the
+    /// writer thread deletes the directories of cleared generations.
     pub fn open(config: StoreConfig) -> std::io::Result<Store> {
+        Self::open_with(config, DiskTier::open)
+    }
+
+    /// Opens the store with the disk index rebuild not started (see [`Store::rebuild_index`]).
+    #[cfg(test)]
+    pub(crate) fn open_unindexed(config: StoreConfig) -> std::io::Result<Store> {
+        Self::open_with(config, DiskTier::open_unindexed)
+    }
+
+    /// Runs the disk index rebuild of a store from [`Store::open_unindexed`].
+    #[cfg(test)]
+    pub(crate) fn rebuild_index(&self) {
+        if let Some(d) = &self.inner.disk {
+            d.rebuild_now();
+        }
+    }
+
+    fn open_with(
+        config: StoreConfig,
+        open_disk: impl FnOnce(&std::path::Path, u64, u64) -> std::io::Result<DiskTier>,
+    ) -> std::io::Result<Store> {
         let chunk_size = match config.chunk_size {
             0 => DEFAULT_CHUNK_SIZE,
             n => n.min(format::MAX_CHUNK_SIZE),
         };
         let disk = if config.disk_bytes > 0 {
-            Some(DiskTier::open(
+            Some(open_disk(
                 &config.dir,
                 config.disk_bytes,
                 config.max_object_bytes,
@@ -434,6 +496,7 @@ impl Store {
                 salt,
                 chunk_size,
                 max_object_bytes: config.max_object_bytes.min(format::MAX_BODY_LEN),
+                disk_queue_wait: config.disk_queue_wait,
                 gen: AtomicU64::new(gen),
                 memory,
                 disk,
@@ -461,9 +524,10 @@ impl Store {
         self.inner.memory.as_ref()?.get(hash, |o| &*o.key == key)
     }
 
-    /// Looks `key` up in memory, then on disk. A disk hit is promoted to memory when it fits
-    /// (its body is then read and verified in full); otherwise the object reads its chunks from
-    /// disk on demand. A corrupt disk entry is removed and reported as a miss.
+    /// Looks `key` up in memory, then on disk. A disk hit is promoted to memory when it fits;
+    /// its body is then read and verified in full, as is any body up to [`VERIFY_WHOLE_BYTES`].
+    /// A larger object reads its chunks from disk on demand. A corrupt disk entry is removed and
+    /// reported as a miss.
     pub fn get(&self, key: &str) -> Option<Arc<Object>> {
         let inner = &*self.inner;
         let hash = self.hash(key);
@@ -488,23 +552,25 @@ impl Store {
         };
         let header = hit.header;
         let chunk_size = header.chunk_size as usize;
-        if let Some(m) = &inner.memory {
-            let charge = Object::charge(key, hit.meta.len(), header.body_len, chunk_size);
-            if charge <= m.max_charge() {
-                let chunks = disk.read_all(&hit, gen).ok()?;
-                let obj = Arc::new(Object {
-                    decoded: std::sync::OnceLock::new(),
-                    key: key.into(),
-                    meta: hit.meta,
-                    len: header.body_len,
-                    chunk_size,
-                    body: Body::Memory(chunks),
-                });
+        let charge = Object::charge(key, hit.meta.len(), header.body_len, chunk_size);
+        let memory = inner.memory.as_ref().filter(|m| charge <= m.max_charge());
+        if memory.is_some() || header.body_len <= VERIFY_WHOLE_BYTES {
+            // read and verified whole: a corrupt body is a miss here, before anything is served
+            let chunks = disk.read_all(&hit, gen).ok()?;
+            let obj = Arc::new(Object {
+                decoded: std::sync::OnceLock::new(),
+                key: key.into(),
+                meta: hit.meta,
+                len: header.body_len,
+                chunk_size,
+                body: Body::Memory(chunks),
+            });
+            if let Some(m) = memory {
                 m.insert(hash, obj.clone(), charge, || {
                     inner.gen.load(Ordering::SeqCst) == gen
                 });
-                return Some(obj);
             }
+            return Some(obj);
         }
         Some(Arc::new(Object {
             decoded: std::sync::OnceLock::new(),
@@ -585,6 +651,14 @@ impl Store {
         inner.gen.fetch_max(gen, Ordering::SeqCst);
         if let Some(m) = &inner.memory {
             m.clear();
+        }
+    }
+
+    /// Blocks until the disk index rebuild started by [`Store::open`] has finished (at once
+    /// without a disk tier). Until then the disk statistics count only what is indexed so far.
+    pub fn wait_indexed(&self) {
+        if let Some(d) = &self.inner.disk {
+            d.wait_indexed();
         }
     }
 
@@ -724,8 +798,25 @@ impl ObjectWriter {
     }
 
     /// Commits the object atomically, replacing any older object under the same key. Readers
-    /// see either the old object or the complete new one.
-    pub fn finish(mut self) -> Result<(), StoreError> {
+    /// see either the old object or the complete new one. If the disk write queue is full, the
+    /// disk copy is skipped (and counted).
+    pub fn finish(self) -> Result<(), StoreError> {
+        let (inner, hash, gen, obj) = self.seal()?;
+        inner.commit(hash, gen, obj);
+        Ok(())
+    }
+
+    /// Like [`ObjectWriter::finish`], but if the disk write queue is full, waits for room (up
+    /// to [`StoreConfig::disk_queue_wait`]) before it skips the disk copy. Awaiting this paces
+    /// a fill that the disk cannot keep up with instead of losing its objects.
+    pub async fn finish_waiting(self) -> Result<(), StoreError> {
+        let (inner, hash, gen, obj) = self.seal()?;
+        inner.commit_waiting(hash, gen, obj).await;
+        Ok(())
+    }
+
+    /// The complete object, ready to commit.
+    fn seal(mut self) -> Result<(Arc<Inner>, u64, u64, Arc<Object>), StoreError> {
         if self.failed {
             return Err(StoreError::Abandoned);
         }
@@ -742,7 +833,6 @@ impl ObjectWriter {
             chunk_size: self.chunk_size,
             body: Body::Memory(exact(std::mem::take(&mut self.chunks))),
         });
-        self.inner.commit(self.hash, self.gen, obj);
-        Ok(())
+        Ok((self.inner, self.hash, self.gen, obj))
     }
 }

@@ -16,6 +16,7 @@ fn config(dir: &Path) -> StoreConfig {
         disk_bytes: 64 << 20,
         chunk_size: 1024,
         max_object_bytes: 1 << 20,
+        disk_queue_wait: DEFAULT_DISK_QUEUE_WAIT,
     }
 }
 
@@ -113,6 +114,7 @@ fn store_round_trip_after_reopen() {
         put(&store, "empty", b"h", b"");
     } // drop drains the write queue
     let store = Store::open(config(dir.path())).expect("reopen");
+    store.wait_indexed();
     assert_eq!(store.stats().disk.objects, 2);
     assert!(store.get_memory("persist").is_none());
     let o = store.get("persist").expect("disk hit after restart");
@@ -133,9 +135,11 @@ fn store_round_trip_after_reopen() {
 fn store_range_reads_only_needed_chunks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
-    cfg.memory_bytes = 0; // force lazy disk objects
+    cfg.memory_bytes = 0; // with a body too large to verify whole: a lazy disk object
+    cfg.max_object_bytes = 4 << 20;
     let store = Store::open(cfg).expect("open");
-    let body = body_for("range", 10 * 1024 + 17);
+    let tail_at = VERIFY_WHOLE_BYTES as usize + 10 * 1024;
+    let body = body_for("range", tail_at + 17);
     put(&store, "range", b"", &body);
     store.flush();
     let o = store.get("range").expect("disk hit");
@@ -147,11 +151,11 @@ fn store_range_reads_only_needed_chunks() {
     assert_eq!(parts.concat(), &body[2500..=4200]);
     // the tail, a single byte, and invalid ranges
     let tail: Vec<u8> = o
-        .read(10 * 1024, 10 * 1024 + 16)
+        .read(tail_at as u64, tail_at as u64 + 16)
         .map(|r| r.expect("chunk"))
         .collect::<Vec<_>>()
         .concat();
-    assert_eq!(tail, &body[10 * 1024..]);
+    assert_eq!(tail, &body[tail_at..]);
     let one: Vec<Bytes> = o.read(0, 0).map(|r| r.expect("chunk")).collect();
     assert_eq!(one.concat(), &body[..1]);
     assert!(matches!(
@@ -229,6 +233,7 @@ fn store_disk_bound_respected() {
     // the bound also holds when reopening with a smaller capacity
     cfg.disk_bytes = 20 * 1024;
     let store = Store::open(cfg).expect("reopen");
+    store.wait_indexed();
     assert!(store.stats().disk.bytes <= 20 * 1024);
     assert!(store.get("d199").is_some());
 }
@@ -251,17 +256,29 @@ fn store_flipped_byte_is_a_miss_and_file_removed() {
     assert!(store.get("flip").is_none());
     drop(store);
 
-    // lazy read: the bad chunk errors, the file is removed, the next get misses
+    // disk only, small: verified whole by get(), so the corruption is a miss up front
     let mut cfg = config(dir.path());
     cfg.memory_bytes = 0;
+    cfg.max_object_bytes = 4 << 20;
     let store = Store::open(cfg).expect("open");
-    put(&store, "lazy", b"meta", &body_for("lazy", 4000));
+    put(&store, "small", b"meta", &body_for("small", 4000));
+    store.flush();
+    let path = path_of(&store, "small");
+    flip_byte(&path, 10);
+    assert!(store.get("small").is_none(), "corrupt body returned");
+    assert!(!path.exists());
+
+    // lazy read of a large body: the bad chunk errors, the file is removed, the next get misses
+    let len = VERIFY_WHOLE_BYTES as usize + 4000;
+    put(&store, "lazy", b"meta", &body_for("lazy", len));
     store.flush();
     let path = path_of(&store, "lazy");
     flip_byte(&path, 10);
     let o = store.get("lazy").expect("header is intact");
+    assert!(!o.is_in_memory());
     assert!(o.chunk(0).is_ok());
-    assert!(matches!(o.chunk(3), Err(StoreError::Corrupt)));
+    let last = o.chunk_count() - 1;
+    assert!(matches!(o.chunk(last), Err(StoreError::Corrupt)));
     assert!(!path.exists());
     assert!(store.get("lazy").is_none());
 
@@ -285,8 +302,12 @@ fn store_truncated_files_and_temp_files_are_cleaned_up() {
         store.flush();
         (path_of(&store, "torn"), path_of(&store, "good"))
     };
-    // kill -9 in the middle of a write: a temp file; and a torn object file
+    // kill -9 in the middle of a write: a temp file (also where older versions put them); and
+    // a torn object file
+    fs::create_dir_all(dir.path().join("tmp")).expect("mkdir");
     fs::write(dir.path().join("tmp").join("00000000000000ff"), b"partial").expect("tmp");
+    let temp = good.with_file_name("t00000000000000ff");
+    fs::write(&temp, b"partial").expect("temp");
     let len = fs::metadata(&torn).expect("meta").len();
     let f = fs::OpenOptions::new()
         .write(true)
@@ -299,9 +320,11 @@ fn store_truncated_files_and_temp_files_are_cleaned_up() {
 
     let store = Store::open(config(dir.path())).expect("reopen");
     assert!(store.get("torn").is_none());
+    store.wait_indexed();
     assert!(!torn.exists());
     assert!(!stray.exists());
-    assert_eq!(files(&dir.path().join("tmp")).len(), 0);
+    assert!(!temp.exists());
+    assert!(!dir.path().join("tmp").exists());
     assert_eq!(
         read_all(&store.get("good").expect("hit")).expect("read"),
         body_for("good", 5000)
@@ -320,6 +343,7 @@ fn store_truncated_files_and_temp_files_are_cleaned_up() {
     drop(f);
     assert!(store.get("good").is_none());
     assert!(!good.exists());
+    store.wait_indexed();
     assert_eq!(store.stats().disk.objects, 0);
 }
 
@@ -340,6 +364,7 @@ fn store_other_key_at_same_hash_is_a_miss() {
     let b_path = path_of(&store, "b");
     drop(store);
     let store = Store::open(cfg).expect("reopen");
+    store.wait_indexed();
     assert!(!b_path.exists(), "misnamed file kept at open");
     assert!(store.get("b").is_none());
     assert!(store.get("a").is_some());
@@ -493,4 +518,131 @@ fn store_concurrent_gets_and_puts() {
     let s = store.stats();
     assert_eq!(s.disk_corrupt, 0);
     assert!(s.memory.bytes <= 64 * 1024);
+}
+
+/// Sum of the file sizes under `dir`, each rounded up to 256 as the index counts them.
+fn indexed_bytes(dir: &Path) -> u64 {
+    object_files(dir)
+        .iter()
+        .map(|p| fs::metadata(p).map_or(0, |m| m.len().div_ceil(256) * 256))
+        .sum()
+}
+
+#[test]
+fn store_serves_from_disk_before_the_index_is_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(config(dir.path())).expect("open");
+        for i in 0..20 {
+            let key = format!("k{i}");
+            put(&store, &key, key.as_bytes(), &body_for(&key, 1500));
+        }
+    }
+    let store = Store::open_unindexed(config(dir.path())).expect("reopen");
+    assert_eq!(store.stats().disk.objects, 0, "nothing indexed yet");
+    // hits come from the files themselves
+    let o = store.get("k1").expect("hit before the rebuild");
+    assert_eq!(read_all(&o).expect("read"), body_for("k1", 1500));
+    assert!(store.disk_may_have("never-stored"));
+    assert!(store.get("never-stored").is_none());
+    // changes made meanwhile are not undone by the rebuild
+    assert!(store.remove("k2"));
+    put(&store, "k3", b"v2", b"replaced");
+    store.flush();
+    let corrupt = path_of(&store, "k4");
+    flip_byte(&corrupt, 10);
+    assert!(store.get("k4").is_none());
+    assert!(!corrupt.exists(), "corrupt unindexed file not removed");
+    put(&store, "new", b"n", b"written during the rebuild");
+    store.flush();
+
+    store.rebuild_index();
+    let s = store.stats();
+    assert_eq!(s.disk.objects, 19, "{s:?}"); // 20 - k2 - k4 + new
+    assert_eq!(s.disk.bytes, indexed_bytes(dir.path()));
+    assert!(store.get("k2").is_none(), "removed object came back");
+    assert!(store.get("k4").is_none());
+    let k3 = store.get("k3").expect("k3");
+    assert_eq!(k3.meta().as_ref(), b"v2");
+    assert_eq!(read_all(&k3).expect("read"), b"replaced");
+    assert!(store.get("new").is_some());
+    assert!(!store.disk_may_have("never-stored"));
+    // FIFO: the files of the earlier run are older than what this run wrote
+    drop(store);
+    let mut cfg = config(dir.path());
+    cfg.disk_bytes = 4 * 1024;
+    let store = Store::open(cfg).expect("reopen smaller");
+    store.wait_indexed();
+    assert!(store.stats().disk.bytes <= 4 * 1024);
+    assert!(store.get("new").is_some(), "the newest object was evicted");
+    assert!(store.get("k0").is_none(), "the oldest object survived");
+}
+
+#[test]
+fn store_clear_during_the_index_rebuild_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(config(dir.path())).expect("open");
+        put(&store, "old", b"m", b"before the clear");
+    }
+    let store = Store::open_unindexed(config(dir.path())).expect("reopen");
+    store.clear();
+    store.rebuild_index();
+    store.wait_indexed();
+    assert!(store.get("old").is_none());
+    assert_eq!(store.stats().disk.objects, 0);
+    put(&store, "after", b"m", b"x");
+    store.flush();
+    drop(store);
+    let store = Store::open(config(dir.path())).expect("reopen");
+    store.wait_indexed();
+    assert!(store.get("old").is_none());
+    assert!(store.get("after").is_some());
+    assert_eq!(store.stats().disk.objects, 1);
+}
+
+/// Commits `n` small objects as fast as possible, waiting for disk room or not.
+async fn flood(store: &Store, n: usize, wait: bool) {
+    for i in 0..n {
+        let mut w = store.begin(&format!("f{i}"), Bytes::new()).expect("writer");
+        w.push(&[7u8; 200]).expect("push");
+        if wait {
+            w.finish_waiting().await.expect("finish");
+        } else {
+            w.finish().expect("finish");
+        }
+    }
+}
+
+#[tokio::test]
+async fn store_full_write_queue_makes_fills_wait_not_skip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.memory_bytes = 0;
+    cfg.disk_queue_wait = std::time::Duration::from_secs(30);
+    let store = Store::open(cfg).expect("open");
+    flood(&store, 5000, true).await;
+    store.flush();
+    let s = store.stats();
+    assert_eq!(s.disk_write_skipped, 0, "{s:?}");
+    assert_eq!(s.disk.objects, 5000, "{s:?}");
+    assert_eq!(object_files(dir.path()).len(), 5000);
+}
+
+#[tokio::test]
+async fn store_write_queue_wait_is_bounded() {
+    // Without waiting, a flood overruns the writer: the skipped copies are counted, and the
+    // queue (and so memory) stays bounded.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.memory_bytes = 0;
+    cfg.disk_queue_wait = std::time::Duration::ZERO;
+    let store = Store::open(cfg).expect("open");
+    flood(&store, 20_000, true).await;
+    store.flush();
+    let s = store.stats();
+    assert!(s.disk_write_skipped > 0, "{s:?}");
+    assert_eq!(s.disk.objects + s.disk_write_skipped, 20_000, "{s:?}");
+    flood(&store, 100, false).await;
+    store.flush();
 }

@@ -1126,12 +1126,15 @@ impl http_body::Body for StoreAsItStreams {
 }
 
 /// Streams the origin body to the shared fetch and the store; commits the object at the end.
+/// The chunk that completes the body is held back until the object is queued for the disk, so
+/// a fill faster than the disk writer is paced by its clients instead of losing disk copies.
 async fn fill(
     mut origin: Body,
     mut writer: Option<velox_cache::store::ObjectWriter>,
     inflight: Arc<Inflight>,
     guard: Option<coalesce::LeaderGuard>,
 ) {
+    let mut last = None;
     while let Some(frame) = origin.frame().await {
         match frame {
             Ok(frame) => {
@@ -1141,7 +1144,10 @@ async fn fill(
                             writer = None;
                         }
                     }
-                    inflight.push(data);
+                    match writer.is_some() && origin.is_end_stream() {
+                        true => last = Some(data),
+                        false => inflight.push(data),
+                    }
                 }
             }
             Err(e) => {
@@ -1151,9 +1157,12 @@ async fn fill(
         }
     }
     if let Some(writer) = writer {
-        if let Err(e) = writer.finish() {
+        if let Err(e) = writer.finish_waiting().await {
             tracing::debug!(error = %e, "cache store failed");
         }
+    }
+    if let Some(data) = last {
+        inflight.push(data);
     }
     inflight.finish(Ok(()));
     // Only now may new requests stop joining this fetch: the object is in the store.

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# User-space instructions per request, counted by valgrind's callgrind: a deterministic measure of
+# Velox's own work that, unlike requests per CPU-second, does not move with the load of a shared
+# machine. Use it to compare two builds of the request path; use bench/run.sh for throughput.
+#
+#   bash bench/instructions.sh [--velox PATH] [--requests N] [--no-build]
+#
+# An nginx origin (1 worker, on 127.0.0.1) serves /1k (`no-store`) and /cached/1k (`max-age=3600`).
+# Each case starts Velox under callgrind, warms it with 2,000 requests, zeroes the counters,
+# sends N requests (default 10,000) over 4 keep-alive connections from a Python client, dumps the
+# counters and divides all instructions of all Velox threads by N. Cases:
+#   hit-off       1 KiB memory hit, [observe] metrics and request ids off
+#   hit           1 KiB memory hit, defaults (metrics and request ids on)
+#   hit-log       1 KiB memory hit, defaults plus the JSON access log to a file
+#   uncached      1 KiB through a `mode = "bypass"` route, defaults (bench/run.sh scenario A)
+# Instruction counts include libc and the allocator; valgrind counts a `rep movsb` copy byte by
+# byte, so large copies weigh more than they cost. The kernel's share is not counted.
+# Installs valgrind, nginx and curl with apt-get when they are missing. Loopback only; bounded.
+
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+VELOX_BIN=""
+REQUESTS=10000
+BUILD=1
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --velox) VELOX_BIN="$2"; shift 2 ;;
+        --requests) REQUESTS="$2"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "unknown option: $1" >&2; exit 2 ;;
+    esac
+done
+[[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || { echo "error: --requests must be a positive integer" >&2; exit 2; }
+
+log() { printf '[instructions %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+missing=()
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing: ${missing[*]}"
+    sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+
+if [[ -z "$VELOX_BIN" ]]; then
+    VELOX_BIN="$REPO_DIR/target/release/velox"
+    if [[ $BUILD -eq 1 ]]; then
+        log "building $VELOX_BIN"
+        (cd "$REPO_DIR" && cargo build --release -p velox >&2)
+    fi
+fi
+[[ -x "$VELOX_BIN" ]] || { echo "error: no velox binary at $VELOX_BIN" >&2; exit 1; }
+
+TMP="$(mktemp -d /tmp/velox-instructions.XXXXXX)"
+chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_200() {
+    local port="$1" path="$2" pid="$3" i
+    for i in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || { echo "error: process $pid exited" >&2; return 1; }
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port$path")" == 200 ]] && return 0
+        sleep 0.2
+    done
+    echo "error: no 200 from port $port within 60 s" >&2
+    return 1
+}
+
+# N requests over C keep-alive connections, each response read whole.
+cat > "$TMP/client.py" <<'EOF'
+import http.client, sys, threading
+port, path, n, conns = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def run(k):
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+    for _ in range(k):
+        c.request('GET', path)
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+threads = [threading.Thread(target=run, args=(n // conns,)) for _ in range(conns)]
+for t in threads: t.start()
+for t in threads: t.join()
+EOF
+
+ORIGIN_PORT=$(free_port)
+mkdir -p "$TMP/origin/www/cached" "$TMP/origin/tmp"
+head -c 1024 /dev/zero | tr '\0' 'x' > "$TMP/origin/www/1k"
+cp "$TMP/origin/www/1k" "$TMP/origin/www/cached/1k"
+cat > "$TMP/origin/nginx.conf" <<EOF
+worker_processes 1;
+pid $TMP/origin/nginx.pid;
+error_log $TMP/origin/error.log warn;
+daemon off;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $TMP/origin/tmp/b; proxy_temp_path $TMP/origin/tmp/p;
+    fastcgi_temp_path $TMP/origin/tmp/f; uwsgi_temp_path $TMP/origin/tmp/u; scgi_temp_path $TMP/origin/tmp/s;
+    server {
+        listen 127.0.0.1:$ORIGIN_PORT;
+        root $TMP/origin/www;
+        location / { add_header Cache-Control "no-store"; }
+        location /cached/ { add_header Cache-Control "public, max-age=3600"; }
+    }
+}
+EOF
+nginx -p "$TMP/origin" -c "$TMP/origin/nginx.conf" >/dev/null 2>&1 &
+ORIGIN_PID=$!
+PIDS+=("$ORIGIN_PID")
+wait_200 "$ORIGIN_PORT" /1k "$ORIGIN_PID"
+
+# measure NAME PATH [EXTRA_TOML]: prints instructions per request.
+measure() {
+    local name="$1" path="$2" extra="${3:-}" d="$TMP/$1" port pid total
+    mkdir -p "$d/data"
+    port=$(free_port)
+    cat > "$d/velox.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$port"]
+data_dir = "$d/data"
+[admin]
+listen = false
+$extra
+[[upstreams]]
+name = "origin"
+servers = ["http://127.0.0.1:$ORIGIN_PORT"]
+[[routes]]
+path_prefix = "/cached/"
+upstream = "origin"
+[[routes]]
+path_prefix = "/"
+upstream = "origin"
+[routes.cache]
+mode = "bypass"
+EOF
+    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
+        "$VELOX_BIN" serve --config "$d/velox.toml" >"$d/velox.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_200 "$port" "$path" "$pid"
+    python3 "$TMP/client.py" "$port" "$path" 2000 4
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    python3 "$TMP/client.py" "$port" "$path" "$REQUESTS" 4
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    total=$(callgrind_annotate "$d/cg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+    echo $((total / REQUESTS))
+}
+
+log "velox: $VELOX_BIN ($("$VELOX_BIN" --version 2>&1 | head -1)); $REQUESTS requests per case"
+declare -A RESULT
+RESULT[hit-off]=$(measure hit-off /cached/1k $'[observe]\nmetrics = false\nrequest_id = false')
+RESULT[hit]=$(measure hit /cached/1k)
+RESULT[hit-log]=$(measure hit-log /cached/1k $'[access_log]\nenabled = true\npath = "'"$TMP"'/access.log"')
+RESULT[uncached]=$(measure uncached /1k)
+
+echo "| case | user-space instructions per request |"
+echo "|---|---:|"
+for c in hit-off hit hit-log uncached; do
+    printf '| %s | %s |\n' "$c" "$(python3 -c "print(f'{${RESULT[$c]}:,}')")"
+done
+printf '\nhit / hit-off: %s; hit-log / hit-off: %s\n' \
+    "$(python3 -c "print(f'{${RESULT[hit]}/${RESULT[hit-off]}:.3f}')")" \
+    "$(python3 -c "print(f'{${RESULT[hit-log]}/${RESULT[hit-off]}:.3f}')")"

@@ -229,7 +229,8 @@ pub fn evaluate_conditional(
     {
         return ConditionalOutcome::Proceed;
     }
-    let current = EntityTag::from_headers(selected.headers);
+    // Parsed only when a condition names entity tags: most requests carry none.
+    let current = || EntityTag::from_headers(selected.headers);
     let get_or_head = *method == Method::GET || *method == Method::HEAD;
 
     // Steps 1 and 2.
@@ -237,7 +238,7 @@ pub fn evaluate_conditional(
         if origin_preconditions == OriginPreconditions::Forward {
             return ConditionalOutcome::Forward;
         }
-        if !if_match.matches(current.as_ref(), Comparison::Strong) {
+        if !if_match.matches(current().as_ref(), Comparison::Strong) {
             return ConditionalOutcome::PreconditionFailed;
         }
     } else if let Some(since) = single_date(request, &header::IF_UNMODIFIED_SINCE) {
@@ -254,7 +255,7 @@ pub fn evaluate_conditional(
 
     // Step 3.
     if let Some(if_none_match) = EtagCondition::parse(request.get_all(header::IF_NONE_MATCH)) {
-        if if_none_match.matches(current.as_ref(), Comparison::Weak) {
+        if if_none_match.matches(current().as_ref(), Comparison::Weak) {
             return if get_or_head {
                 ConditionalOutcome::NotModified
             } else {

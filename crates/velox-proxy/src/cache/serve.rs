@@ -9,6 +9,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 use velox_cache::policy::conditional::not_modified_headers;
@@ -47,7 +48,9 @@ impl Entry {
 
 /// Appends this cache's member to `Cache-Status` (RFC 9211 §2: the last member is closest to the client).
 pub fn set_cache_status(headers: &mut HeaderMap, status: &CacheStatus) {
-    let member = status.to_string();
+    // Sized up front: rendering into a growing `to_string()` buffer reallocates on every hit.
+    let mut member = String::with_capacity(64);
+    let _ = write!(member, "{status}");
     // A response Velox generated itself already names velox: replace rather than append.
     let generated = headers.contains_key(crate::errors::X_VELOX_ERROR);
     let value = match headers
@@ -57,7 +60,8 @@ pub fn set_cache_status(headers: &mut HeaderMap, status: &CacheStatus) {
         Some(upstream) if !upstream.is_empty() && !generated => format!("{upstream}, {member}"),
         _ => member,
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    // From the String itself: no second copy.
+    if let Ok(value) = HeaderValue::try_from(value) {
         headers.insert(crate::errors::CACHE_STATUS, value);
     }
 }

@@ -55,7 +55,10 @@ pub fn encode_request_head(
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
+    /// End-to-end fields only, except on a 101 (see [`parse_response_head`]).
     pub headers: HeaderMap,
+    /// The last `Transfer-Encoding` line (the field itself is hop-by-hop, not in `headers`).
+    pub transfer_encoding: Option<bytes::Bytes>,
     /// `Connection: close` (or HTTP/1.0 without keep-alive, or `Keep-Alive: max=0`): do not
     /// reuse the connection.
     pub close: bool,
@@ -139,16 +142,33 @@ pub fn parse_response_head(
     let base = buf.as_ptr() as usize;
     let mut spans = Vec::with_capacity(response.headers.len());
     let mut keep_alive = KeepAlive::default();
+    let mut connection = ConnectionOptions::default();
+    let mut transfer_encoding = None;
+    // A 101's Upgrade and Connection are for the tunnel, which the proxy layer sets up.
+    let strip = status != StatusCode::SWITCHING_PROTOCOLS;
     for field in response.headers.iter() {
-        // Read here, before forwarding strips it as hop-by-hop; a length compare when absent.
-        if field.name.eq_ignore_ascii_case("keep-alive") {
-            keep_alive.add(field.value);
+        // Hop-by-hop fields are read here and kept out of the map (RFC 9110 §7.6.1), so
+        // forwarding has nothing to strip: most origins send `Connection: keep-alive`.
+        let hop = hop_by_hop(field.name);
+        match hop {
+            Some(HopField::KeepAlive) => keep_alive.add(field.value),
+            Some(HopField::Connection) => connection.add(field.value),
+            Some(HopField::TransferEncoding) => transfer_encoding = Some(field.value),
+            Some(HopField::Other) | None => {}
+        }
+        if strip && hop.is_some() {
+            continue;
         }
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| WireError::Malformed("bad header name"))?;
         let start = field.value.as_ptr() as usize - base;
         spans.push((name, start, start + field.value.len()));
     }
+    // The last line carries the final coding (RFC 9112 §6.3); kept for framing.
+    let transfer_encoding = transfer_encoding.map(|v| {
+        let start = v.as_ptr() as usize - base;
+        (start, start + v.len())
+    });
     let head = buf.split_to(len).freeze();
     // Room for the fields Velox adds (Via, Cache-Status, Age, request id) without a regrow.
     let mut headers = HeaderMap::with_capacity(spans.len() + 6);
@@ -157,24 +177,69 @@ pub fn parse_response_head(
             .map_err(|_| WireError::Malformed("bad header value"))?;
         headers.append(name, value);
     }
-    let close = connection_has(&headers, "close")
-        || (http10 && !connection_has(&headers, "keep-alive"))
-        || keep_alive.max == Some(0);
+    if strip {
+        for name in &connection.named {
+            headers.remove(name);
+        }
+    }
+    let close = connection.close || (http10 && !connection.keep_alive) || keep_alive.max == Some(0);
     Ok(Some(ResponseHead {
         status,
         headers,
+        transfer_encoding: transfer_encoding.map(|(start, end)| head.slice(start..end)),
         close,
         keep_alive,
     }))
 }
 
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(http::header::CONNECTION)
+/// The fields that are hop-by-hop by definition (RFC 9110 §7.6.1), and which of them the
+/// upstream client reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HopField {
+    Connection,
+    KeepAlive,
+    TransferEncoding,
+    Other,
+}
+
+fn hop_by_hop(name: &str) -> Option<HopField> {
+    const FIELDS: [(&str, HopField); 7] = [
+        ("connection", HopField::Connection),
+        ("keep-alive", HopField::KeepAlive),
+        ("transfer-encoding", HopField::TransferEncoding),
+        ("proxy-connection", HopField::Other),
+        ("te", HopField::Other),
+        ("trailer", HopField::Other),
+        ("upgrade", HopField::Other),
+    ];
+    // Lengths first: a field that is none of these costs a few integer compares.
+    FIELDS
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .find(|(f, _)| f.len() == name.len() && f.eq_ignore_ascii_case(name))
+        .map(|&(_, kind)| kind)
+}
+
+/// The options of `Connection` lines: `close`, `keep-alive`, and the names of further
+/// hop-by-hop fields the sender listed.
+#[derive(Debug, Default)]
+struct ConnectionOptions {
+    close: bool,
+    keep_alive: bool,
+    named: Vec<HeaderName>,
+}
+
+impl ConnectionOptions {
+    fn add(&mut self, value: &[u8]) {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if let Ok(name) = HeaderName::from_bytes(token) {
+                self.named.push(name);
+            }
+        }
+    }
 }
 
 /// RFC 9112 §6.3, for a response to `method`.
@@ -190,9 +255,8 @@ pub fn response_framing(
     {
         return Ok(ResponseFraming::Empty);
     }
-    if let Some(te) = head.headers.get(TRANSFER_ENCODING) {
-        let last = te
-            .to_str()
+    if let Some(te) = &head.transfer_encoding {
+        let last = std::str::from_utf8(te)
             .unwrap_or("")
             .rsplit(',')
             .next()
@@ -342,6 +406,41 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_fields_stay_out_of_the_map_rfc9110_7_6_1() {
+        let head = parse(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+             TE: trailers\r\nTrailer: x-t\r\nUpgrade: h2c\r\nProxy-Connection: close\r\n\
+             Transfer-Encoding: gzip\r\ntransfer-encoding: chunked\r\nX-End: 2\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        let names: Vec<_> = head.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-end"]);
+        assert!(!head.close);
+        assert_eq!(head.transfer_encoding.as_deref(), Some(&b"chunked"[..]));
+        assert_eq!(
+            response_framing(&Method::GET, &head),
+            Ok(ResponseFraming::Chunked)
+        );
+        let closing = parse("HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(closing.close);
+        let http10 = parse("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!http10.close);
+        // A 101 keeps Upgrade and Connection for the tunnel.
+        let switching = parse(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(switching.headers["upgrade"], "websocket");
+        assert_eq!(switching.headers["connection"], "upgrade");
+    }
+
+    #[test]
     fn keep_alive_in_the_response_head() {
         let head = parse(
             "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\nKEEP-ALIVE: timeout=3\r\n\r\n",
@@ -351,7 +450,8 @@ mod tests {
         assert_eq!(head.keep_alive.timeout, Some(3));
         assert_eq!(head.keep_alive.max, Some(100));
         assert!(!head.close);
-        assert_eq!(head.headers.get_all("keep-alive").iter().count(), 2);
+        // Read, then left out of the map: it is hop-by-hop.
+        assert!(!head.headers.contains_key("keep-alive"));
         let exhausted = parse("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=0\r\n\r\n")
             .unwrap()
             .unwrap();

@@ -1308,6 +1308,63 @@ async fn ranges_single_multipart_unsatisfiable_and_if_range_from_cache() {
 }
 
 #[tokio::test]
+async fn a_range_of_a_response_that_is_not_stored_is_cut_from_the_stream() {
+    let body = alphabet(10_000);
+    let origin = {
+        let body = body.clone();
+        TestOrigin::start(move |seen| {
+            let body = body.clone();
+            async move {
+                let cache_control = if seen.target == "/private" {
+                    "private"
+                } else {
+                    "no-store"
+                };
+                reply(
+                    200,
+                    &[("cache-control", cache_control), ("etag", "\"n1\"")],
+                    body,
+                )
+            }
+        })
+        .await
+    };
+    let velox = start_velox(&origin, CATCH_ALL, "").await;
+    let url = velox.url("/not-stored");
+
+    // The cache asked for the whole object (to store it), then did not store it: the client
+    // still gets only its range, not the whole body as a 200.
+    let single = get_with(&url, &[("range", "bytes=100-199")]).await;
+    assert_eq!(single.status, 206);
+    assert_eq!(single.header("content-range"), Some("bytes 100-199/10000"));
+    assert_eq!(single.header("content-length"), Some("100"));
+    assert_eq!(single.body, body[100..200]);
+    let suffix = get_with(&velox.url("/private"), &[("range", "bytes=-10")]).await;
+    assert_eq!(suffix.status, 206);
+    assert_eq!(suffix.body, body[9_990..]);
+
+    let unsatisfiable = get_with(&url, &[("range", "bytes=20000-20010")]).await;
+    assert_eq!(unsatisfiable.status, 416);
+    assert_eq!(unsatisfiable.header("content-range"), Some("bytes */10000"));
+    assert!(unsatisfiable.body.is_empty());
+
+    // Several ranges, or an If-Range that no longer holds: the whole representation.
+    let multi = get_with(&url, &[("range", "bytes=0-9,5000-5009")]).await;
+    assert_eq!(multi.status, 200);
+    assert_eq!(multi.body, body);
+    let changed = get_with(&url, &[("range", "bytes=0-4"), ("if-range", "\"old\"")]).await;
+    assert_eq!(changed.status, 200);
+    assert_eq!(changed.body, body);
+    let held = get_with(&url, &[("range", "bytes=0-4"), ("if-range", "\"n1\"")]).await;
+    assert_eq!(held.status, 206);
+    assert_eq!(held.body, body[..5]);
+
+    // The connection stays usable: the next request on a fresh client still works, uncached.
+    assert_eq!(get(&url).await.body, body);
+    assert_eq!(origin.count("/not-stored"), 6);
+}
+
+#[tokio::test]
 async fn client_conditional_requests_are_answered_304_from_cache() {
     let origin = TestOrigin::start(|seen| async move {
         let etag = if seen.target == "/weak" {

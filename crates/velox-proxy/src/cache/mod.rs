@@ -21,7 +21,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use meta::{Meta, StoredResponse, Variants};
 pub use purging::{purge_answer, valid_purge_tag, MAX_PURGE_ITEMS};
-use serve::{respond, set_cache_status, Entry};
+use serve::{range_of_passing, respond, set_cache_status, Entry};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -684,7 +684,7 @@ impl Cache {
             self.strip_targeted(response.headers_mut());
             self.strip_tags(response.headers_mut());
             set_cache_status(response.headers_mut(), &status);
-            return response;
+            return range_of_passing(&facts.method, &facts.headers, response);
         };
         self.strip_targeted(response.headers_mut());
         let tags = self.tags_of(response.headers());
@@ -701,7 +701,7 @@ impl Cache {
         if covered != Verdict::Valid {
             drop(guard);
             set_cache_status(response.headers_mut(), &status.with_detail("purged"));
-            return response;
+            return range_of_passing(&facts.method, &facts.headers, response);
         }
         for field in &decision.strip_fields {
             response.headers_mut().remove(field.as_str());

@@ -5,7 +5,7 @@ use super::meta::StoredResponse;
 use crate::body::{self, Body, BoxError};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 use velox_cache::policy::conditional::not_modified_headers;
-use velox_cache::policy::range::{boundary_from_seed, unsatisfied_content_range};
+use velox_cache::policy::range::{boundary_from_seed, unsatisfied_content_range, ByteRange};
 use velox_cache::policy::{
     evaluate_conditional, evaluate_range, CacheStatus, ConditionalOutcome, MultipartByteranges,
     OriginPreconditions, RangeDecision, SelectedResponse,
@@ -116,10 +116,7 @@ fn full_or_partial(method: &Method, request: &HeaderMap, entry: &Entry) -> Respo
         }
         RangeDecision::Partial(ranges) if ranges.len() == 1 => {
             let range = ranges[0];
-            if let Ok(value) = HeaderValue::from_str(&range.content_range(length)) {
-                headers.insert(CONTENT_RANGE, value);
-            }
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(range.len()));
+            set_partial(&mut headers, &range, length);
             (
                 StatusCode::PARTIAL_CONTENT,
                 object_body(&entry.object, range.start, range.len()),
@@ -151,10 +148,7 @@ fn full_or_partial(method: &Method, request: &HeaderMap, entry: &Entry) -> Respo
             }
         }
         RangeDecision::Unsatisfiable => {
-            if let Ok(value) = HeaderValue::from_str(&unsatisfied_content_range(length)) {
-                headers.insert(CONTENT_RANGE, value);
-            }
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+            set_unsatisfiable(&mut headers, length);
             (StatusCode::RANGE_NOT_SATISFIABLE, body::empty())
         }
     };
@@ -167,6 +161,54 @@ fn full_or_partial(method: &Method, request: &HeaderMap, entry: &Entry) -> Respo
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// The fields of a 206 carrying `range` of a `length`-byte representation.
+fn set_partial(headers: &mut HeaderMap, range: &ByteRange, length: u64) {
+    if let Ok(value) = HeaderValue::from_str(&range.content_range(length)) {
+        headers.insert(CONTENT_RANGE, value);
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(range.len()));
+}
+
+/// The fields of a 416 for a `length`-byte representation (RFC 9110 §15.5.17).
+fn set_unsatisfiable(headers: &mut HeaderMap, length: u64) {
+    if let Ok(value) = HeaderValue::from_str(&unsatisfied_content_range(length)) {
+        headers.insert(CONTENT_RANGE, value);
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+}
+
+/// Answers a range request with a complete `200` that passes through uncached (the cache asked
+/// the origin for all of it in order to store it, then did not): a single range is cut from the
+/// stream; several ranges get the whole representation, which RFC 9110 §14.2 allows.
+pub fn range_of_passing(
+    method: &Method,
+    request: &HeaderMap,
+    response: Response<Body>,
+) -> Response<Body> {
+    if !request.contains_key(RANGE) || response.status() != StatusCode::OK {
+        return response;
+    }
+    let Some(length) = http_body::Body::size_hint(response.body()).exact() else {
+        return response;
+    };
+    let (mut parts, origin) = response.into_parts();
+    let body = match evaluate_range(method, request, &parts.headers, length) {
+        RangeDecision::Partial(ranges) if ranges.len() == 1 => {
+            let range = ranges[0];
+            set_partial(&mut parts.headers, &range, length);
+            parts.status = StatusCode::PARTIAL_CONTENT;
+            body::slice(origin, range.start, range.len())
+        }
+        RangeDecision::Unsatisfiable => {
+            set_unsatisfiable(&mut parts.headers, length);
+            parts.status = StatusCode::RANGE_NOT_SATISFIABLE;
+            body::empty()
+        }
+        RangeDecision::Full | RangeDecision::Partial(_) => origin,
+    };
+    Response::from_parts(parts, body)
 }
 
 /// `length` bytes of `object` from `start`, streamed chunk by chunk; chunks on disk are read

@@ -2217,6 +2217,41 @@ async fn range_on_a_miss_above_range_fetch_max_is_passed_through() {
     );
 }
 
+#[tokio::test]
+async fn range_of_a_large_response_that_is_not_stored_is_asked_of_the_origin() {
+    let body = alphabet(50_000);
+    let origin = {
+        let body = body.clone();
+        TestOrigin::start(move |seen| {
+            let body = body.clone();
+            async move {
+                match seen.header("range") {
+                    Some("bytes=40000-40009") => reply(
+                        206,
+                        &[
+                            ("cache-control", "no-store"),
+                            ("content-range", "bytes 40000-40009/50000"),
+                        ],
+                        body[40_000..40_010].to_owned(),
+                    ),
+                    _ => reply(200, &[("cache-control", "no-store")], body),
+                }
+            }
+        })
+        .await
+    };
+    let velox = start_velox(&origin, CATCH_ALL, "range_fetch_max = \"16KiB\"").await;
+    let r = get_with(&velox.url("/big"), &[("range", "bytes=40000-40009")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, body[40_000..40_010]);
+    assert_eq!(r.header("content-range"), Some("bytes 40000-40009/50000"));
+    assert!(has_param(&cache_status(&r), "detail=range-passed-through"));
+    // First the whole object (to store it); once it proved uncacheable, just the range.
+    let seen = origin.requests("/big");
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].header("range"), Some("bytes=40000-40009"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coalesced_followers_of_another_variant_get_their_own_response() {
     let finished = Arc::new(Mutex::new(None::<Instant>));

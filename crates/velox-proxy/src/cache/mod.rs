@@ -621,14 +621,8 @@ impl Cache {
         status: CacheStatus,
     ) -> Response<Body> {
         // A range of an object too large to wait for is passed through; the fill goes on.
-        if facts.headers.contains_key(RANGE) && head.length > self.range_fetch_max {
-            let mut response = fwd.send(facts.client_request()).await;
-            self.strip_tags(response.headers_mut());
-            set_cache_status(
-                response.headers_mut(),
-                &status.with_detail("range-passed-through"),
-            );
-            return response;
+        if self.passes_range_through(facts, Some(head.length)) {
+            return self.range_through(facts, fwd, status).await;
         }
         if facts.wants_part_or_condition() && inflight.complete().await {
             if let Found::Hit(entry) = self.lookup(facts).await {
@@ -647,6 +641,27 @@ impl Cache {
         *response.status_mut() = head.status;
         *response.headers_mut() = head.headers.clone();
         set_cache_status(response.headers_mut(), &status);
+        response
+    }
+
+    /// A range of an object larger than `range_fetch_max` goes to the origin as asked.
+    fn passes_range_through(&self, facts: &RequestFacts, length: Option<u64>) -> bool {
+        facts.headers.contains_key(RANGE) && length.is_some_and(|l| l > self.range_fetch_max)
+    }
+
+    async fn range_through(
+        &self,
+        facts: &RequestFacts,
+        fwd: &Forward,
+        status: CacheStatus,
+    ) -> Response<Body> {
+        let mut response = fwd.send(facts.client_request()).await;
+        self.strip_targeted(response.headers_mut());
+        self.strip_tags(response.headers_mut());
+        set_cache_status(
+            response.headers_mut(),
+            &status.with_detail("range-passed-through"),
+        );
         response
     }
 
@@ -681,6 +696,11 @@ impl Cache {
         let too_large = length.is_some_and(|l| l > self.max_object);
         let Some(decision) = decision.filter(|_| !too_large) else {
             drop(guard);
+            // Not kept, and too large to read through to the range: ask for the range alone.
+            if response.status() == StatusCode::OK && self.passes_range_through(facts, length) {
+                drop(response);
+                return self.range_through(facts, fwd, status).await;
+            }
             self.strip_targeted(response.headers_mut());
             self.strip_tags(response.headers_mut());
             set_cache_status(response.headers_mut(), &status);

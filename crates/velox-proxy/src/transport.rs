@@ -28,11 +28,14 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
 pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
-/// A client connection handed over after a `101 Switching Protocols` response:
-/// the stream plus any bytes the client already sent past the request head.
+/// A connection handed over after a `101 Switching Protocols` response: the stream plus any
+/// bytes the peer already sent past the head.
 pub struct Upgraded {
     pub io: Box<dyn Duplex>,
     pub leftover: Bytes,
+    /// Dropped with the tunnel: the client connection's task waits for it, so the tunnel counts
+    /// as an open connection (the drain on shutdown waits for it, within the grace period).
+    pub done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Request extension: resolves to the client's connection once the 101 has been written.

@@ -369,6 +369,51 @@ async fn sigterm_drains_in_flight_request_then_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_open_websocket_finish_then_exits_0() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let origin = start_origin().await;
+    let mut velox = Velox::basic(origin.addr).await;
+    let bound = Duration::from_secs(5);
+    let tcp = TcpStream::connect(velox.addr).await.expect("connect");
+    let (mut ws, _) = tokio::time::timeout(
+        bound,
+        tokio_tungstenite::client_async(format!("ws://{}/ws", velox.addr), tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("websocket handshake");
+    let sent = Instant::now();
+    velox.signal(libc_signal::Signal::Term);
+    // The tunnel is in flight: it keeps working while Velox drains, and holds the exit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send(Message::text("during the drain"))
+        .await
+        .expect("send during the drain");
+    let echoed = tokio::time::timeout(bound, ws.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("no error");
+    assert_eq!(echoed, Message::text("during the drain"));
+    assert!(
+        velox.wait_exit(Duration::from_millis(10)).is_none(),
+        "Velox exited with a tunnel open"
+    );
+    // Once the client closes, Velox exits well within the 5 s grace.
+    ws.close(None).await.expect("close");
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(bound, ws.next()).await {}
+    drop(ws);
+    let code = tokio::task::block_in_place(|| velox.wait_exit(Duration::from_secs(5)));
+    assert_eq!(code, Some(0));
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "exit took {:?}",
+        sent.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_with_idle_keep_alive_connection_exits_0_promptly() {
     let origin = start_origin().await;
     let mut velox = Velox::basic(origin.addr).await;

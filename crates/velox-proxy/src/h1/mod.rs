@@ -69,10 +69,15 @@ pub async fn serve<T: Transport, H: Handler>(
             }
             Next::Close => break,
             Next::Upgrade(slot) => {
+                // This task (and the connection guard its caller holds) lives as long as the
+                // tunnel: an abandoned upgrade drops the sender at once.
+                let (done, tunnel_ended) = oneshot::channel();
                 let _ = slot.send(Upgraded {
                     io: Box::new(io),
                     leftover: buf.freeze(),
+                    done: Some(done),
                 });
+                let _ = tunnel_ended.await;
                 return;
             }
             Next::H2 => {

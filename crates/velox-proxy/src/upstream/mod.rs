@@ -249,6 +249,7 @@ impl Upstream {
             let upgraded = Upgraded {
                 io: Box::new(stream) as Box<dyn Duplex>,
                 leftover: buf.freeze(),
+                done: None,
             };
             response
                 .extensions_mut()

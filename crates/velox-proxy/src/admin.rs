@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use velox_observe::metrics::{CacheFigures, TierFigures};
 
 type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -24,12 +25,17 @@ const MAX_STREAMS: usize = 64;
 const STREAM_INTERVAL: Duration = Duration::from_secs(1);
 static STREAMS: AtomicUsize = AtomicUsize::new(0);
 
-pub async fn serve(listener: TcpListener, server: Arc<Server>) {
+/// Serves the admin API until `stop` turns true (a reload moved or removed the listener).
+pub async fn serve(listener: TcpListener, server: Arc<Server>, mut stop: watch::Receiver<bool>) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("admin listening on http://{addr}");
     }
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex, Semaphore};
 use velox_config::Config;
 
@@ -26,6 +27,12 @@ impl ConfigSource {
             ConfigSource::Fixed(config) => Ok((**config).clone()),
         }
     }
+}
+
+/// Binds the admin listener at `addr`.
+fn bind_admin(addr: SocketAddr) -> anyhow::Result<(SocketAddr, TcpListener)> {
+    let socket = listener::bind(addr).with_context(|| format!("binding admin listener {addr}"))?;
+    Ok((addr, socket))
 }
 
 /// Loads a config file; `VELOX_ADMIN_TOKEN` supplies the admin token when the file has none.
@@ -47,12 +54,19 @@ struct RunningListener {
     stop: watch::Sender<bool>,
 }
 
+/// The admin listener: like the proxy listeners, moved by a reload when its address changes.
+struct AdminListener {
+    configured: SocketAddr,
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Mutex<Vec<RunningListener>>,
     drain: watch::Sender<bool>,
     source: ConfigSource,
-    admin_addr: Option<SocketAddr>,
+    admin: std::sync::Mutex<Option<AdminListener>>,
     /// The cache owns its store under data_dir, so it lives as long as the process.
     cache: Option<Arc<crate::cache::Cache>>,
     cache_config: velox_config::CacheConfig,
@@ -99,13 +113,7 @@ impl Server {
         std::fs::create_dir_all(&config.server.data_dir)
             .with_context(|| format!("creating data_dir {}", config.server.data_dir.display()))?;
         let wanted = wanted_listeners(&config)?;
-        let admin_listener = match config.admin.listen {
-            Some(addr) => Some(
-                listener::bind(addr).with_context(|| format!("binding admin listener {addr}"))?,
-            ),
-            None => None,
-        };
-        let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let admin_listener = config.admin.listen.map(bind_admin).transpose()?;
         let limits = conn_limits(&config);
         let observer =
             velox_observe::Observer::start(&config).context("starting the access log")?;
@@ -125,7 +133,7 @@ impl Server {
             listeners: Mutex::new(Vec::new()),
             drain,
             source,
-            admin_addr,
+            admin: std::sync::Mutex::new(None),
             cache,
             cache_config,
             observer,
@@ -145,10 +153,22 @@ impl Server {
             ));
         }
         drop(listeners);
-        if let Some(admin) = admin_listener {
-            tokio::spawn(crate::admin::serve(admin, server.clone()));
+        if let Some((configured, socket)) = admin_listener {
+            let admin = server.spawn_admin(configured, socket);
+            *server.admin.lock().unwrap_or_else(|p| p.into_inner()) = Some(admin);
         }
         Ok(server)
+    }
+
+    fn spawn_admin(self: &Arc<Self>, configured: SocketAddr, socket: TcpListener) -> AdminListener {
+        let local = socket.local_addr().unwrap_or(configured);
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(crate::admin::serve(socket, self.clone(), stop_rx));
+        AdminListener {
+            configured,
+            local,
+            stop,
+        }
     }
 
     fn spawn_listener(
@@ -189,8 +209,10 @@ impl Server {
             .collect()
     }
 
+    /// The admin listener's bound address, if it runs.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_addr
+        let admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        admin.as_ref().map(|a| a.local)
     }
 
     pub fn is_draining(&self) -> bool {
@@ -202,13 +224,13 @@ impl Server {
     }
 
     /// Re-reads the configuration source and applies it atomically; on any error the old one stays.
-    pub async fn reload(&self) -> anyhow::Result<()> {
+    pub async fn reload(self: &Arc<Self>) -> anyhow::Result<()> {
         let result = self.try_reload().await;
         self.observer.reloaded(result.is_ok());
         result
     }
 
-    async fn try_reload(&self) -> anyhow::Result<()> {
+    async fn try_reload(self: &Arc<Self>) -> anyhow::Result<()> {
         let config = self.source.load()?;
         let mut listeners = self.listeners.lock().await;
         let wanted = wanted_listeners(&config)?;
@@ -216,9 +238,17 @@ impl Server {
         if config.cache != self.cache_config {
             tracing::warn!("[cache] changed: cache sizes and fields take effect only on restart");
         }
-        if config.admin.listen.is_some() && config.admin.listen != self.admin_addr {
-            tracing::warn!("admin.listen changed: the admin listener moves only on restart");
-        }
+        let running_admin = self
+            .admin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|a| a.configured);
+        let admin_moves = config.admin.listen != running_admin;
+        let fresh_admin = match config.admin.listen.filter(|_| admin_moves) {
+            Some(addr) => Some(bind_admin(addr)?),
+            None => None,
+        };
         // Bind what is new before touching anything, so a failure changes nothing.
         let mut fresh = Vec::new();
         for (addr, tls) in &wanted {
@@ -256,6 +286,15 @@ impl Server {
                 socket,
                 tls.map(|c| Arc::new(ArcSwap::new(c))),
             ));
+        }
+        if admin_moves {
+            let started = fresh_admin.map(|(addr, socket)| self.spawn_admin(addr, socket));
+            let mut admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+            // Connections already open (such as the one asking for this reload) finish.
+            if let Some(old) = std::mem::replace(&mut *admin, started) {
+                tracing::info!("closing admin listener {}", old.local);
+                let _ = old.stop.send(true);
+            }
         }
         tracing::info!("configuration reloaded");
         Ok(())

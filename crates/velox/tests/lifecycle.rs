@@ -768,3 +768,41 @@ async fn reload_changes_listeners_and_keeps_open_connections_on_kept_ones() {
         (200, "origin-a".to_string())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_moves_the_admin_listener() {
+    let a = start_named_origin("origin-a").await;
+    let (addr, old_admin, new_admin) = (free_addr(), free_addr(), free_addr());
+    let velox = Velox::start(
+        &config(&[addr], old_admin, Some("secret"), a.addr, ""),
+        addr,
+        old_admin,
+    )
+    .await;
+    velox.rewrite_config(&config(&[addr], new_admin, Some("secret"), a.addr, ""));
+    // The reload is asked on the old listener, and answered there.
+    let reply = admin_post_reload(&velox, Some("Bearer secret")).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || accepts_connections(new_admin)).await,
+        "the new admin listener does not accept"
+    );
+    assert_eq!(
+        body_text(&format!("http://{new_admin}/healthz")).await.0,
+        200
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || refuses_connections(old_admin)).await,
+        "the old admin listener still accepts"
+    );
+    // Proxying was never interrupted.
+    assert_eq!(
+        body_text(&format!("http://{addr}/x")).await,
+        (200, "origin-a".to_string())
+    );
+}

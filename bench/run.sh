@@ -6,6 +6,9 @@
 # Scenario A: uncached proxying of a 1 KiB response (wrk -t1 -c50), req/s, p50/p99 and
 #             requests per server CPU-second (utime+stime of all server processes, /proc),
 #             plus p50 added latency at low load (wrk -t1 -c1, proxy p50 - direct p50).
+#             Two nginx targets: `nginx` (plain proxy_pass) and `nginx_eq`, which also adds the
+#             headers Velox adds by default (X-Forwarded-*, Via, X-Request-Id both ways,
+#             Cache-Status); what each proxy sent the origin and the client is checked and reported.
 # Scenario B: idle keep-alive connections (bench/idle_conns.py): server RSS growth per
 #             connection with 10,000 open idle connections.
 # Scenario C: cache hits from memory, 1 KiB and 100 KiB (/cached/, which the origin marks
@@ -14,6 +17,9 @@
 #             request counter (stub_status) staying flat during each measured run.
 # Scenario D: Velox 1 KiB hits with observability on (metrics + request ids, the defaults),
 #             off (metrics = false, request_id = false), and on plus the JSON access log.
+# Scenario E: the ceiling for 1 KiB hits: bench/canned.c (epoll, a prebuilt 1 KiB response to
+#             every request head, no HTTP work), nginx proxy_cache hits and Velox hits, with
+#             user and system CPU microseconds per request; only with --only-e.
 #
 # Every proxy under test runs pinned to CPU 0; wrk, the idle-connection client and the
 # origin run pinned to CPU 1. Each server has its own temp dir and ports on 127.0.0.1.
@@ -37,6 +43,7 @@ RUN_A=1
 RUN_B=1
 RUN_C=1
 RUN_D=1
+RUN_E=0              # scenario E runs only when asked for (--only-e)
 ONLY_SEEN=0
 SAME_CPU_LAT=1
 VELOX_BIN=""
@@ -48,6 +55,7 @@ usage() {
     cat <<EOF
 usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-duration S]
                          [--idle-conns N] [--quick] [--only-a] [--only-b] [--only-c] [--only-d]
+                         [--only-e]
                          [--velox PATH] [--no-build] [--no-same-cpu] [-h|--help]
 
   --duration S          seconds per throughput run, wrk -t1 -c\$CONNS   (default $DURATION)
@@ -56,7 +64,9 @@ usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-dura
   --latency-duration S  seconds per low-load latency run, wrk -t1 -c1    (default $LAT_DURATION)
   --idle-conns N        idle keep-alive connections in scenario B        (default $IDLE_CONNS)
   --quick               smoke run: --duration 3 --rounds 1 --latency-duration 2 --idle-conns 2000
-  --only-a .. --only-d  run only the named scenario(s); repeat to combine (e.g. --only-c --only-d)
+  --only-a .. --only-e  run only the named scenario(s); repeat to combine (e.g. --only-c --only-d).
+                        Without any, A-D run; E (canned-response ceiling for 1 KiB hits) runs
+                        only when named
   --velox PATH          use this velox binary (default: target/release/velox, built if missing)
   --no-build            do not run cargo build; fail if the binary is missing
   --no-same-cpu         skip the diagnostic low-load latency runs with the proxy moved to CPU 1
@@ -72,9 +82,11 @@ while [[ $# -gt 0 ]]; do
         --latency-duration) LAT_DURATION="$2"; shift 2 ;;
         --idle-conns) IDLE_CONNS="$2"; shift 2 ;;
         --quick) DURATION=3; ROUNDS=1; LAT_DURATION=2; WARMUP=1; IDLE_CONNS=2000; shift ;;
-        --only-[abcd])
-            [[ $ONLY_SEEN -eq 0 ]] && { RUN_A=0; RUN_B=0; RUN_C=0; RUN_D=0; ONLY_SEEN=1; }
-            case "$1" in --only-a) RUN_A=1 ;; --only-b) RUN_B=1 ;; --only-c) RUN_C=1 ;; --only-d) RUN_D=1 ;; esac
+        --only-[abcde])
+            [[ $ONLY_SEEN -eq 0 ]] && { RUN_A=0; RUN_B=0; RUN_C=0; RUN_D=0; RUN_E=0; ONLY_SEEN=1; }
+            case "$1" in
+                --only-a) RUN_A=1 ;; --only-b) RUN_B=1 ;; --only-c) RUN_C=1 ;; --only-d) RUN_D=1 ;; --only-e) RUN_E=1 ;;
+            esac
             shift ;;
         --velox) VELOX_BIN="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -101,7 +113,7 @@ ensure_tools() {
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
-    command -v gcc >/dev/null 2>&1 || missing+=(gcc)   # varnishd compiles its VCL with cc
+    command -v gcc >/dev/null 2>&1 || missing+=(gcc)   # varnishd compiles its VCL with cc; bench/canned.c
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     command -v pgrep >/dev/null 2>&1 || missing+=(procps)
     if [[ ${#missing[@]} -gt 0 ]]; then
@@ -157,15 +169,15 @@ proc_tree() {
     done
 }
 
-# utime+stime in clock ticks summed over a server's processes (fields 14+15 of /proc/PID/stat;
-# comm may contain spaces, so count fields after the last ')').
+# "UTIME STIME": clock ticks summed over a server's processes (fields 14 and 15 of /proc/PID/stat,
+# each covering all the process's threads; comm may contain spaces, so count fields after the last ')').
 measure_cpu() {
-    local total=0 p t
+    local u=0 s=0 p t
     for p in $(proc_tree "$1"); do
-        t=$(sed 's/.*) //' /proc/"$p"/stat 2>/dev/null | awk '{print $12 + $13}')
-        total=$((total + ${t:-0}))
+        t=($(sed 's/.*) //' /proc/"$p"/stat 2>/dev/null | awk '{print $12, $13}'))
+        u=$((u + ${t[0]:-0})); s=$((s + ${t[1]:-0}))
     done
-    echo "$total"
+    echo "$u $s"
 }
 
 # Sum of VmRSS (KiB) over a server's processes.
@@ -201,18 +213,33 @@ cleanup() {
 }
 
 # ---------------------------------------------------------------- servers
-# Each start_* sets <NAME>_PID and <NAME>_PORT.
+# Each start_* sets <NAME>_PID and <NAME>_PORT (through spawn).
+
+# spawn NAME PORT CPU CMD...: run CMD pinned to CPU, its output in $TMP/NAME/NAME.log; set
+# ${NAME^^}_PID and ${NAME^^}_PORT, stop it at exit, and wait until GET /1k on PORT answers 200.
+spawn() {
+    local name="$1" port="$2" cpu="$3" pid
+    shift 3
+    mkdir -p "$TMP/$name"
+    taskset -c "$cpu" "$@" >"$TMP/$name/$name.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    printf -v "${name^^}_PID" '%s' "$pid"
+    printf -v "${name^^}_PORT" '%s' "$port"
+    wait_http "$name" "$port" /1k "$pid"
+}
 
 # The origin: nginx serving a static 1 KiB file, 1 worker, pinned to the load CPU.
 # /1k is `no-store`; /cached/1k and /cached/100k are `public, max-age=3600` (scenarios C, D).
-# /origin_status (stub_status) counts the requests the origin has served.
+# /origin_status (stub_status) counts the requests the origin has served. /headers answers with the
+# forwarding headers it received (scenario A's check of what each proxy adds; never in a measured run).
 start_origin() {
-    local d="$TMP/origin"
+    local d="$TMP/origin" port
     mkdir -p "$d/www/cached" "$d/tmp"
     head -c 1024 /dev/zero | tr '\0' 'x' > "$d/www/1k"
     head -c 1024 /dev/zero | tr '\0' 'x' > "$d/www/cached/1k"
     head -c 102400 /dev/zero | tr '\0' 'y' > "$d/www/cached/100k"
-    ORIGIN_PORT=$(free_port)
+    port=$(free_port)
     cat > "$d/nginx.conf" <<EOF
 worker_processes 1;
 worker_rlimit_nofile $NOFILE;
@@ -233,18 +260,20 @@ http {
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
     server {
-        listen 127.0.0.1:$ORIGIN_PORT;
+        listen 127.0.0.1:$port;
         root $d/www;
         location / { add_header Cache-Control "no-store"; }
         location /cached/ { add_header Cache-Control "public, max-age=3600"; }
         location = /origin_status { stub_status; }
+        location = /headers {
+            default_type text/plain;
+            add_header Cache-Control "no-store";
+            return 200 "x-forwarded-for: \$http_x_forwarded_for\nx-forwarded-proto: \$http_x_forwarded_proto\nx-forwarded-host: \$http_x_forwarded_host\nvia: \$http_via\nx-request-id: \$http_x_request_id\n";
+        }
     }
 }
 EOF
-    taskset -c "$LOAD_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$d/stdout.log" 2>&1 &
-    ORIGIN_PID=$!
-    PIDS+=("$ORIGIN_PID")
-    wait_http origin "$ORIGIN_PORT" /1k "$ORIGIN_PID"
+    spawn origin "$port" "$LOAD_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
 }
 
 # start_velox [NAME [EXTRA_TOML]]: a Velox instance; sets ${NAME^^}_PORT and ${NAME^^}_PID.
@@ -252,10 +281,9 @@ EOF
 # request ids off) and "velox_log" (defaults plus the JSON access log to a file).
 start_velox() {
     local name="${1:-velox}" extra="${2:-}"
-    local d="$TMP/$name" port pid
+    local d="$TMP/$name" port
     mkdir -p "$d/data"
     port=$(free_port)
-    printf -v "${name^^}_PORT" '%s' "$port"
     cat > "$d/velox.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$port"]
@@ -289,18 +317,28 @@ upstream = "origin"
 [routes.cache]
 mode = "bypass"
 EOF
-    RUST_LOG=warn taskset -c "$PROXY_CPU" "$VELOX_BIN" serve --config "$d/velox.toml" >"$d/velox.log" 2>&1 &
-    pid=$!
-    printf -v "${name^^}_PID" '%s' "$pid"
-    PIDS+=("$pid")
-    wait_http "$name" "$port" /1k "$pid"
+    spawn "$name" "$port" "$PROXY_CPU" env RUST_LOG=warn "$VELOX_BIN" serve --config "$d/velox.toml"
 }
 
-# nginx as a reverse proxy: 1 worker, keep-alive to the origin, no access log.
+# What Velox adds by default to every proxied request and response, done the nginx way: the extra
+# directives of nginx_eq's "/" location (scenario A). $request_id is generated per request; the
+# same value goes to the origin and back to the client.
+NGINX_EQ_DIRECTIVES='proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header Via "1.1 nginx";
+            proxy_set_header X-Request-Id $request_id;
+            add_header Via "1.1 nginx";
+            add_header X-Request-Id $request_id;
+            add_header Cache-Status "nginx; fwd=bypass";'
+
+# start_nginx [NAME [DIRECTIVES]]: nginx as a reverse proxy: 1 worker, keep-alive to the origin, no
+# access log. DIRECTIVES go into the "/" location: "nginx" has none, "nginx_eq" $NGINX_EQ_DIRECTIVES.
 start_nginx() {
-    local d="$TMP/nginx"
+    local name="${1:-nginx}" extra="${2:-}"
+    local d="$TMP/$name" port
     mkdir -p "$d/tmp"
-    NGINX_PORT=$(free_port)
+    port=$(free_port)
     cat > "$d/nginx.conf" <<EOF
 worker_processes 1;
 worker_rlimit_nofile $NOFILE;
@@ -326,11 +364,12 @@ http {
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$NGINX_PORT;
+        listen 127.0.0.1:$port;
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            $extra
         }
         location /cached/ {
             proxy_pass http://origin;
@@ -343,18 +382,15 @@ http {
     }
 }
 EOF
-    taskset -c "$PROXY_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$d/stdout.log" 2>&1 &
-    NGINX_PID=$!
-    PIDS+=("$NGINX_PID")
-    wait_http nginx "$NGINX_PORT" /1k "$NGINX_PID"
+    spawn "$name" "$port" "$PROXY_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
 }
 
 # Varnish passing everything (uncached proxying) except /cached/, which takes the built-in
 # (caching) vcl_recv (scenario C); small malloc storage, foreground.
 start_varnish() {
-    local d="$TMP/varnish"
+    local d="$TMP/varnish" port
     mkdir -p "$d/work"
-    VARNISH_PORT=$(free_port)
+    port=$(free_port)
     cat > "$d/pass.vcl" <<EOF
 vcl 4.1;
 backend origin { .host = "127.0.0.1"; .port = "$ORIGIN_PORT"; }
@@ -363,11 +399,18 @@ sub vcl_deliver { if (obj.hits > 0) { set resp.http.X-Cache = "HIT"; } else { se
 EOF
     # -j none: no privilege separation, so the temp dir needs no chown.
     # timeout_idle: keep idle client connections (default 5 s would close them in scenario B).
-    taskset -c "$PROXY_CPU" varnishd -F -j none -n "$d/work" -a "127.0.0.1:$VARNISH_PORT" \
-        -f "$d/pass.vcl" -s malloc,16m -T none -p timeout_idle=300 >"$d/varnish.log" 2>&1 &
-    VARNISH_PID=$!
-    PIDS+=("$VARNISH_PID")
-    wait_http varnish "$VARNISH_PORT" /1k "$VARNISH_PID"
+    spawn varnish "$port" "$PROXY_CPU" varnishd -F -j none -n "$d/work" -a "127.0.0.1:$port" \
+        -f "$d/pass.vcl" -s malloc,16m -T none -p timeout_idle=300
+}
+
+# Scenario E: bench/canned.c, built with gcc -O2 into the temp dir.
+start_canned() {
+    local d="$TMP/canned" port
+    mkdir -p "$d"
+    gcc -O2 -Wall -o "$d/canned" "$BENCH_DIR/canned.c" 2>"$d/gcc.txt" \
+        || { cat "$d/gcc.txt" >&2; die "could not build bench/canned.c"; }
+    port=$(free_port)
+    spawn canned "$port" "$PROXY_CPU" "$d/canned" "$port"
 }
 
 # rotate R NAME...: the names rotated left by (R-1), so that no target always goes first in a round.
@@ -389,7 +432,8 @@ origin_requests() {
 }
 
 # is_hit NAME PATH: one GET through a proxy; true when it is 200, has the expected body size
-# and the proxy's own header says it was a cache hit. Headers go to the raw log.
+# and the proxy's own header says it was a cache hit (canned has no cache: status and size only).
+# Headers go to the raw log.
 is_hit() {
     local name="$1" path="$2" out want hdr
     case "$path" in */100k) want=102400 ;; *) want=1024 ;; esac
@@ -401,6 +445,7 @@ is_hit() {
         velox*) hdr='^cache-status: velox; hit' ;;
         nginx) hdr='^x-cache-status: hit' ;;
         varnish) hdr='^x-cache: hit' ;;
+        canned) return 0 ;;
         *) return 1 ;;
     esac
     tr -d '\r' < "$TMP/hit.headers" | grep -qi "$hdr"
@@ -426,13 +471,34 @@ check_response() {
     [[ "$out" == "200 1024" ]] || die "$name: expected '200 1024', got '$out'"
 }
 
+# header_value FILE NAME: the value of header NAME (case-insensitive) in FILE, empty if absent.
+header_value() {
+    tr -d '\r' < "$1" | awk -v h="$2:" 'index(tolower($0), h) == 1 { v = substr($0, length(h) + 1); sub(/^[ \t]+/, "", v); print v; exit }'
+}
+
+# added_headers NAME: one GET /headers through a proxy. The origin answers with the forwarding
+# headers it received; with the response headers the client received, they go to $HEADERS_TSV
+# (NAME, "origin" or "client", header, value; the value is empty when the header was absent).
+added_headers() {
+    local name="$1" h
+    curl -s -D "$TMP/added.headers" -o "$TMP/added.body" --max-time 5 "http://127.0.0.1:$(port_of "$name")/headers"
+    { echo "### $name GET /headers: the request headers the origin received, then the response headers";
+      cat "$TMP/added.body" "$TMP/added.headers"; } >> "$RAW_LOG"
+    for h in x-forwarded-for x-forwarded-proto x-forwarded-host via x-request-id; do
+        printf '%s\torigin\t%s\t%s\n' "$name" "$h" "$(header_value "$TMP/added.body" "$h")"
+    done >> "$HEADERS_TSV"
+    for h in via x-request-id cache-status; do
+        printf '%s\tclient\t%s\t%s\n' "$name" "$h" "$(header_value "$TMP/added.headers" "$h")"
+    done >> "$HEADERS_TSV"
+}
+
 # run_wrk TARGET CONNS DURATION KIND ROUND [PATH]: one bounded wrk run on the load CPU, measuring
-# the target server's CPU ticks and the origin's request count around it; appends a line to
-# $RESULTS_TSV. With CHECK_HIT set, a hit is checked just before and just after the run
-# (hit_before=, hit_after=); POST_HOOK names a function whose output (key=value) is appended.
+# the target server's CPU ticks (user and system) and the origin's request count around it;
+# appends a line to $RESULTS_TSV. With CHECK_HIT set, a hit is checked just before and just after
+# the run (hit_before=, hit_after=); POST_HOOK names a function whose output (key=value) is appended.
 run_wrk() {
     local name="$1" conns="$2" dur="$3" kind="$4" round="$5" path="${6:-/1k}"
-    local port pid c0 c1 o0 o1 out line
+    local port pid u0 s0 u1 s1 ticks o0 o1 out line
     port=$(port_of "$name"); pid=$(pid_of "$name")
     kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is not running"
     local pre="" post=""
@@ -440,11 +506,12 @@ run_wrk() {
         is_hit "$name" "$path" && pre="hit_before=1" || pre="hit_before=0"
     fi
     o0=$(origin_requests)
-    c0=$(measure_cpu "$pid")
+    read -r u0 s0 < <(measure_cpu "$pid")
     out=$(timeout $((dur + 30)) taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${dur}s" --timeout 5s --latency \
             -s "$BENCH_DIR/report.lua" "http://127.0.0.1:$port$path" 2>&1)
     local rc=$?
-    c1=$(measure_cpu "$pid")
+    read -r u1 s1 < <(measure_cpu "$pid")
+    ticks=$((u1 - u0 + s1 - s0))
     o1=$(origin_requests)
     if [[ -n "${CHECK_HIT:-}" ]]; then
         is_hit "$name" "$path" && post="hit_after=1" || post="hit_after=0"
@@ -452,7 +519,7 @@ run_wrk() {
     [[ -n "${POST_HOOK:-}" ]] && post+=" $($POST_HOOK "$name")"
     # Origin requests during the run (minus the second stub_status query itself).
     local origin_reqs=$(( ${o1:-0} - ${o0:-0} - 1 ))
-    { echo "### $kind $name round $round (wrk -t1 -c$conns -d${dur}s $path, rc=$rc, server cpu ticks $((c1 - c0)), origin requests $origin_reqs)"; echo "$out"; } >> "$RAW_LOG"
+    { echo "### $kind $name round $round (wrk -t1 -c$conns -d${dur}s $path, rc=$rc, server cpu ticks $ticks (user $((u1 - u0)), system $((s1 - s0))), origin requests $origin_reqs)"; echo "$out"; } >> "$RAW_LOG"
     line=$(grep '^WRKRESULT' <<<"$out")
     if [[ $rc -ne 0 || -z "$line" ]]; then
         log "warning: wrk against $name failed (rc=$rc); see $RAW_LOG"
@@ -460,10 +527,11 @@ run_wrk() {
     fi
     [[ $kind == warmup ]] && return 0
     # kind name round cpu_ticks clk_tck key=value...
-    echo "$kind $name $round $((c1 - c0)) $CLK_TCK ${line#WRKRESULT } origin_reqs=$origin_reqs $pre $post" >> "$RESULTS_TSV"
+    echo "$kind $name $round $ticks $CLK_TCK ${line#WRKRESULT } origin_reqs=$origin_reqs" \
+         "utime_ticks=$((u1 - u0)) stime_ticks=$((s1 - s0)) $pre $post" >> "$RESULTS_TSV"
     local rps
     rps=$(awk -v l="$line" 'BEGIN{split(l,a," "); for(i in a){split(a[i],kv,"="); v[kv[1]]=kv[2]} printf "%.0f", v["requests"]/(v["duration_us"]/1e6)}')
-    log "$kind $name round $round: ${rps} req/s, server CPU $((c1 - c0)) ticks, origin requests $origin_reqs $pre $post"
+    log "$kind $name round $round: ${rps} req/s, server CPU $ticks ticks, origin requests $origin_reqs $pre $post"
     [[ "$pre $post" == *hit_before=0* || "$pre $post" == *hit_after=0* ]] && log "warning: $name $path was not a cache hit before/after the run ($pre $post)"
     [[ -n "${CHECK_HIT:-}" && $origin_reqs -gt 0 ]] && log "warning: $origin_reqs origin requests during the $name hit run"
     return 0
@@ -478,7 +546,7 @@ repin() {
 }
 
 scenario_a() {
-    local targets=(direct velox nginx varnish) t r
+    local targets=(direct velox nginx nginx_eq varnish) t r
     log "scenario A: warm-up ${WARMUP}s per target"
     for t in "${targets[@]}"; do run_wrk "$t" "$CONNS" "$WARMUP" warmup 0; done
     for r in $(seq 1 "$ROUNDS"); do
@@ -490,7 +558,7 @@ scenario_a() {
             # Diagnostic: the same low-load run with the proxy moved onto the load CPU, next to
             # wrk and the origin, so no request has to wake an idle CPU (see BENCHMARKS.md).
             log "scenario A round $r/$ROUNDS: low-load latency, proxy on CPU $LOAD_CPU (diagnostic)"
-            for t in velox nginx varnish; do
+            for t in "${targets[@]:1}"; do
                 repin "$(pid_of "$t")" "$LOAD_CPU"
                 run_wrk "$t" 1 "$LAT_DURATION" lat1cpu "$r"
                 repin "$(pid_of "$t")" "$PROXY_CPU"
@@ -548,18 +616,33 @@ access_log_lines() {
     echo "log_lines=$n"
 }
 
-scenario_d() {
-    local variants=(velox_off velox velox_log) t r
-    log "scenario D: Velox 1 KiB hits, observability off / on (defaults) / on + access log"
-    for t in "${variants[@]}"; do warm_cache "$t" /cached/1k; done
+# hit_rounds KIND LABEL PATH TARGET...: warm each target's cache on PATH until it reports a hit,
+# one unrecorded warm-up run each, then $ROUNDS rounds in rotating order of measured runs, each
+# bracketed by hit checks (scenarios D and E).
+hit_rounds() {
+    local kind="$1" label="$2" path="$3" t r
+    shift 3
+    for t in "$@"; do warm_cache "$t" "$path"; done
     export CHECK_HIT=1
-    POST_HOOK=access_log_lines
-    for t in "${variants[@]}"; do run_wrk "$t" "$CONNS" "$WARMUP" warmup 0 /cached/1k; done
+    for t in "$@"; do run_wrk "$t" "$CONNS" "$WARMUP" warmup 0 "$path"; done
     for r in $(seq 1 "$ROUNDS"); do
-        log "scenario D round $r/$ROUNDS (wrk -t1 -c$CONNS -d${DURATION}s)"
-        for t in $(rotate "$r" "${variants[@]}"); do run_wrk "$t" "$CONNS" "$DURATION" obs "$r" /cached/1k; done
+        log "$label round $r/$ROUNDS (wrk -t1 -c$CONNS -d${DURATION}s $path)"
+        for t in $(rotate "$r" "$@"); do run_wrk "$t" "$CONNS" "$DURATION" "$kind" "$r" "$path"; done
     done
-    unset CHECK_HIT POST_HOOK
+    unset CHECK_HIT
+}
+
+scenario_d() {
+    log "scenario D: Velox 1 KiB hits, observability off / on (defaults) / on + access log"
+    POST_HOOK=access_log_lines
+    hit_rounds obs "scenario D" /cached/1k velox_off velox velox_log
+    unset POST_HOOK
+}
+
+# Scenario E: how close to a server that does no HTTP work at all can 1 KiB hits get?
+scenario_e() {
+    log "scenario E: 1 KiB hits, canned response (bench/canned.c) / nginx proxy_cache / Velox"
+    hit_rounds ceil1k "scenario E" /cached/1k canned nginx velox
 }
 
 machine_info() {
@@ -571,6 +654,8 @@ machine_info() {
     [[ -n "$(git -C "$REPO_DIR" status --porcelain --untracked-files=no 2>/dev/null)" ]] && dirty=" (working tree has uncommitted changes)"
     echo "- Velox binary: $VELOX_BIN, built $(date -u -r "$VELOX_BIN" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$VELOX_BIN" | cut -c1-12); repository HEAD at the start of the run $rev$dirty"
     echo "- Versions: $("$VELOX_BIN" --version 2>&1 | head -1); nginx $(nginx -v 2>&1 | sed 's/.*\///'); varnish $(varnishd -V 2>&1 | head -1 | sed -E 's/.*varnish-([0-9.]+).*/\1/'); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
+    [[ $RUN_E -eq 1 ]] && echo "- Scenario E: bench/canned.c built with gcc $(gcc -dumpfullversion 2>/dev/null) -O2"
+    return 0
 }
 
 # ---------------------------------------------------------------- main
@@ -591,7 +676,8 @@ main() {
     VELOX_BIN="$TMP/velox-bin"
     RESULTS_TSV="$TMP/results.tsv"
     IDLE_TSV="$TMP/idle.tsv"
-    : > "$RAW_LOG"; : > "$RESULTS_TSV"; : > "$IDLE_TSV"
+    HEADERS_TSV="$TMP/headers.tsv"
+    : > "$RAW_LOG"; : > "$RESULTS_TSV"; : > "$IDLE_TSV"; : > "$HEADERS_TSV"
     CLK_TCK=$(getconf CLK_TCK)
 
     # File descriptors: 10,000 idle connections plus upstream ones, within the hard limit.
@@ -608,22 +694,36 @@ main() {
     start_nginx
     start_varnish
     log "ports: origin $ORIGIN_PORT, velox $VELOX_PORT, nginx $NGINX_PORT, varnish $VARNISH_PORT"
+    local servers=(velox nginx varnish) t
+    if [[ $RUN_A -eq 1 ]]; then
+        start_nginx nginx_eq "$NGINX_EQ_DIRECTIVES"
+        servers+=(nginx_eq)
+        log "scenario A: nginx_eq port $NGINX_EQ_PORT"
+    fi
     if [[ $RUN_D -eq 1 ]]; then
         start_velox velox_off $'[observe]\nmetrics = false\nrequest_id = false'
         start_velox velox_log $'[access_log]\nenabled = true\npath = "'"$TMP/velox_log/access.log"'"'
         : > "$TMP/velox_log/access.log"   # drop the start-up probe's line
+        servers+=(velox_off velox_log)
         log "scenario D ports: velox_off $VELOX_OFF_PORT, velox_log $VELOX_LOG_PORT"
     fi
-    local t
-    for t in direct velox nginx varnish; do check_response "$t"; done
+    if [[ $RUN_E -eq 1 ]]; then
+        start_canned
+        servers+=(canned)
+        log "scenario E: canned port $CANNED_PORT"
+    fi
+    for t in direct "${servers[@]}"; do check_response "$t"; done
+    # What each proxy adds to the request and the response (scenario A's equal-work check).
+    if [[ $RUN_A -eq 1 ]]; then
+        for t in velox nginx nginx_eq varnish; do added_headers "$t"; done
+    fi
 
     [[ $RUN_A -eq 1 ]] && scenario_a
     [[ $RUN_B -eq 1 ]] && scenario_b
     [[ $RUN_C -eq 1 ]] && scenario_c
     [[ $RUN_D -eq 1 ]] && scenario_d
+    [[ $RUN_E -eq 1 ]] && scenario_e
 
-    local servers=(velox nginx varnish)
-    [[ $RUN_D -eq 1 ]] && servers+=(velox_off velox_log)
     for t in "${servers[@]}"; do
         kill -0 "$(pid_of "$t")" 2>/dev/null || log "warning: $t is no longer running at the end of the run"
     done
@@ -636,8 +736,9 @@ main() {
     [[ ${#ORIG_ARGS[@]} -gt 0 ]] && cmd+=" ${ORIG_ARGS[*]}"
     # Keep the raw results, so that summarize.py can be re-run on them.
     cp "$RESULTS_TSV" "$RESULTS_DIR/latest.tsv"; cp "$IDLE_TSV" "$RESULTS_DIR/latest-idle.tsv"
+    cp "$HEADERS_TSV" "$RESULTS_DIR/latest-headers.tsv"
     python3 "$BENCH_DIR/summarize.py" \
-        --results "$RESULTS_TSV" --idle "$IDLE_TSV" \
+        --results "$RESULTS_TSV" --idle "$IDLE_TSV" --headers "$HEADERS_TSV" \
         --command "$cmd" --duration "$DURATION" --rounds "$ROUNDS" --conns "$CONNS" \
         --latency-duration "$LAT_DURATION" --idle-conns "$IDLE_CONNS" \
         --machine "$MACHINE_INFO" \

@@ -4,10 +4,14 @@
 Input lines (results TSV, space separated):
   KIND TARGET ROUND CPU_TICKS CLK_TCK requests=.. duration_us=.. p50_us=.. p99_us=.. err_*=..
   KIND is "tput" (wrk -c$CONNS) or "lat"/"lat1cpu" (wrk -c1) for scenario A, "hit1k"/"hit100k"
-  for scenario C (cache hits), "obs" for scenario D (Velox observability on/off).
-  Extra keys: origin_reqs (origin requests during the run), hit_before/hit_after (1 when the
-  proxy reported a cache hit just before/after the run), log_lines (access-log lines written).
+  for scenario C (cache hits), "obs" for scenario D (Velox observability on/off), "ceil1k" for
+  scenario E (1 KiB hits next to a canned-response server).
+  Extra keys: origin_reqs (origin requests during the run), utime_ticks/stime_ticks (the server's
+  user and system CPU, CPU_TICKS = their sum), hit_before/hit_after (1 when the proxy reported a
+  cache hit just before/after the run), log_lines (access-log lines written).
 Idle TSV lines: TARGET {json from idle_conns.py}
+Headers TSV lines (tab separated): TARGET origin|client HEADER VALUE (empty when absent): the
+  headers the origin received from each proxy and those the client received (scenario A).
 """
 
 import argparse
@@ -15,8 +19,10 @@ import datetime
 import json
 import statistics
 
-TARGETS = ["direct", "velox", "nginx", "varnish"]
+TARGETS = ["direct", "velox", "nginx", "nginx_eq", "varnish"]   # scenario A
+A_PROXIES = TARGETS[1:]
 PROXIES = ["velox", "nginx", "varnish"]
+CEILING = ["canned", "nginx", "velox"]                          # scenario E
 
 # Targets from issue 2 ("Done when").
 TARGET_CPU_RATIO = 1.0        # velox req/CPU-s >= 1.0x nginx
@@ -50,6 +56,10 @@ def parse_results(path):
             secs = r["duration_us"] / 1e6
             r["rps"] = r["requests"] / secs if secs else 0.0
             r["req_per_cpu_s"] = r["requests"] / r["cpu_s"] if r["cpu_s"] > 0 else float("nan")
+            if "utime_ticks" in r and r["requests"]:
+                r["user_us"] = r["utime_ticks"] / int(clk) / r["requests"] * 1e6
+                r["sys_us"] = r["stime_ticks"] / int(clk) / r["requests"] * 1e6
+                r["cpu_us"] = r["cpu_s"] / r["requests"] * 1e6
             r["errors"] = sum(r[k] for k in ("err_connect", "err_read", "err_write", "err_timeout"))
             r["non2xx"] = r["err_status"]
             runs.append(r)
@@ -66,8 +76,23 @@ def parse_idle(path):
     return out
 
 
+def parse_headers(path):
+    out = {}
+    if path:
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) == 4:
+                    out[tuple(parts[:3])] = parts[3]
+    return out
+
+
+def has(runs, target, kind):
+    return any(r["target"] == target and r["kind"] == kind for r in runs)
+
+
 def med(runs, target, kind, key):
-    vals = [r[key] for r in runs if r["target"] == target and r["kind"] == kind]
+    vals = [r[key] for r in runs if r["target"] == target and r["kind"] == kind and key in r]
     vals = [v for v in vals if v == v]  # drop NaN
     return statistics.median(vals) if vals else None
 
@@ -97,6 +122,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--results", required=True)
     p.add_argument("--idle", required=True)
+    p.add_argument("--headers", default="")
     p.add_argument("--command", required=True)
     p.add_argument("--duration", type=int)
     p.add_argument("--rounds", type=int)
@@ -108,6 +134,7 @@ def main():
 
     runs = parse_results(a.results)
     idle = parse_idle(a.idle)
+    headers = parse_headers(a.headers)
     L = []
     w = L.append
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -124,7 +151,7 @@ def main():
           "`direct` it is the origin nginx (which shares CPU 1 with wrk).\n")
         w("| target | req/s | p50 | p99 | server CPU-s | req per server CPU-s | socket errors | non-2xx |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for t in TARGETS:
+        for t in [t for t in TARGETS if has(runs, t, "tput")]:
             errs = sum(r["errors"] for r in runs if r["target"] == t and r["kind"] == "tput")
             non2 = sum(r["non2xx"] for r in runs if r["target"] == t and r["kind"] == "tput")
             w(f"| {t} | {fnum(med(runs, t, 'tput', 'rps'))} | {fus(med(runs, t, 'tput', 'p50_us'))} "
@@ -132,7 +159,7 @@ def main():
               f"| {fnum(med(runs, t, 'tput', 'req_per_cpu_s'))} | {int(errs)} | {int(non2)} |")
         w("")
         w("Per-round requests per server CPU-second (for spread):\n")
-        for t in PROXIES:
+        for t in [t for t in A_PROXIES if has(runs, t, "tput")]:
             w(f"- {t}: {allv(runs, t, 'tput', 'req_per_cpu_s', lambda v: fnum(v))}")
         w("")
         vc = med(runs, "velox", "tput", "req_per_cpu_s")
@@ -142,8 +169,34 @@ def main():
         w("| ratio | req per server CPU-s | req/s |")
         w("|---|---:|---:|")
         w(f"| velox / nginx | {fnum(ratio(vc, nc), 2)}× | {fnum(ratio(vr, med(runs, 'nginx', 'tput', 'rps')), 2)}× |")
+        if has(runs, "nginx_eq", "tput"):
+            ec = med(runs, "nginx_eq", "tput", "req_per_cpu_s")
+            w(f"| velox / nginx_eq (nginx adding the same headers) | {fnum(ratio(vc, ec), 2)}× "
+              f"| {fnum(ratio(vr, med(runs, 'nginx_eq', 'tput', 'rps')), 2)}× |")
+            w(f"| nginx_eq / nginx (cost of those headers to nginx) | {fnum(ratio(ec, nc), 2)}× "
+              f"| {fnum(ratio(med(runs, 'nginx_eq', 'tput', 'rps'), med(runs, 'nginx', 'tput', 'rps')), 2)}× |")
         w(f"| velox / varnish | {fnum(ratio(vc, sc), 2)}× | {fnum(ratio(vr, med(runs, 'varnish', 'tput', 'rps')), 2)}× |")
         w("")
+        if headers:
+            hdr_targets = [t for t in A_PROXIES if any(k[0] == t for k in headers)]
+            w("Headers each proxy added, from one `GET /headers` through it before the runs (the origin "
+              "answers that path with the forwarding headers it received; — = absent):\n")
+            w("| header | " + " | ".join(hdr_targets) + " |")
+            w("|---|" + "---|" * len(hdr_targets))
+            keys = []
+            for k in headers:
+                if (k[1], k[2]) not in keys:
+                    keys.append((k[1], k[2]))
+            for side, h in keys:
+                label = ("to the origin: " if side == "origin" else "to the client: ") + h
+                w(f"| {label} | " + " | ".join(f"`{headers[(t, side, h)]}`" if headers.get((t, side, h)) else "—"
+                                              for t in hdr_targets) + " |")
+            same = []
+            for t in hdr_targets:
+                o, c = headers.get((t, "origin", "x-request-id")), headers.get((t, "client", "x-request-id"))
+                same.append("yes" if o and o == c else "no")
+            w("| same request id to the origin and the client | " + " | ".join(same) + " |")
+            w("")
 
         w(f"### Added latency at low load (wrk -t1 -c1 -d{a.latency_duration}s)\n")
         w("Added p50 = median over rounds of (proxy p50 − direct p50), each pair from the same round.\n")
@@ -151,7 +204,7 @@ def main():
         w("|---|---:|---:|---:|---:|---:|---:|")
         direct = {r["round"]: r["p50_us"] for r in runs if r["target"] == "direct" and r["kind"] == "lat"}
         added = {}
-        for t in TARGETS:
+        for t in [t for t in TARGETS if has(runs, t, "lat")]:
             diffs = [r["p50_us"] - direct[r["round"]] for r in runs
                      if r["target"] == t and r["kind"] == "lat" and r["round"] in direct]
             added[t] = statistics.median(diffs) if diffs else None
@@ -166,7 +219,7 @@ def main():
               "the origin (no request has to wake an idle CPU; `direct` is unchanged):\n")
             w("| target | p50 | p99 | added p50 | req/s |")
             w("|---|---:|---:|---:|---:|")
-            for t in PROXIES:
+            for t in [t for t in A_PROXIES if has(runs, t, "lat1cpu")]:
                 diffs = [r["p50_us"] - direct[r["round"]] for r in runs
                          if r["target"] == t and r["kind"] == "lat1cpu" and r["round"] in direct]
                 a1 = statistics.median(diffs) if diffs else None
@@ -298,6 +351,40 @@ def main():
         verdicts.append(("5", f"hits with metrics and access logging on ≥ {TARGET_OBS_RATIO}× both off (req per server CPU-s)",
                          f"{fnum(r5, 3)}× ({fnum(lg)} vs {fnum(off)}); metrics + ids alone {fnum(ratio(on, off), 3)}×",
                          r5 is not None and r5 >= TARGET_OBS_RATIO))
+
+    if any(r["kind"] == "ceil1k" for r in runs):
+        w("## Scenario E: the ceiling for 1 KiB hits\n")
+        w(f"wrk -t1 -c{a.conns} -d{a.duration}s on `/cached/1k`, medians of {a.rounds} interleaved rotating "
+          "round(s). `canned` is bench/canned.c: one thread, edge-triggered epoll, and for each request head "
+          "(up to CRLFCRLF, not parsed) the same prebuilt 1 KiB response with hit-like headers. It does no "
+          "HTTP work, so its CPU per request is close to the kernel's cost of epoll + recv + send: the "
+          "ceiling for any user-space server. nginx: proxy_cache hits; Velox: memory-tier hits; both checked "
+          "as in scenario C.\n")
+        table_rows(CEILING, "ceil1k")
+        w("CPU microseconds per request (user and system from utime and stime separately, medians "
+          "over rounds):\n")
+        w("| target | user µs/req | system µs/req | total µs/req |")
+        w("|---|---:|---:|---:|")
+        for t in [t for t in CEILING if has(runs, t, "ceil1k")]:
+            w(f"| {t} | {fnum(med(runs, t, 'ceil1k', 'user_us'), 2)} | {fnum(med(runs, t, 'ceil1k', 'sys_us'), 2)} "
+              f"| {fnum(med(runs, t, 'ceil1k', 'cpu_us'), 2)} |")
+        w("")
+        cc = med(runs, "canned", "ceil1k", "req_per_cpu_s")
+        nc = med(runs, "nginx", "ceil1k", "req_per_cpu_s")
+        vc = med(runs, "velox", "ceil1k", "req_per_cpu_s")
+        w("| ratio | req per server CPU-s | req/s |")
+        w("|---|---:|---:|")
+        for x, y in (("canned", "nginx"), ("velox", "nginx"), ("velox", "canned")):
+            w(f"| {x} / {y} | {fnum(ratio(med(runs, x, 'ceil1k', 'req_per_cpu_s'), med(runs, y, 'ceil1k', 'req_per_cpu_s')), 2)}× "
+              f"| {fnum(ratio(med(runs, x, 'ceil1k', 'rps'), med(runs, y, 'ceil1k', 'rps')), 2)}× |")
+        w("")
+        if nc and cc:
+            w(f"Issue 3's target for 1 KiB hits, {TARGET_HIT1K_RATIO}× nginx, is {fnum(TARGET_HIT1K_RATIO * nc)} "
+              f"req per server CPU-s here; the canned server, with no user-space work, reaches "
+              f"{fnum(cc)} ({fnum(ratio(cc, nc), 2)}× nginx). Velox is at {fnum(vc)} ({fnum(ratio(vc, nc), 2)}× nginx, "
+              f"{fnum(ratio(vc, cc), 2)}× the canned server). In CPU time per request: the target allows "
+              f"{fnum(1e6 / (TARGET_HIT1K_RATIO * nc), 2)} µs, the canned server spends "
+              f"{fnum(med(runs, 'canned', 'ceil1k', 'cpu_us'), 2)} µs, Velox {fnum(med(runs, 'velox', 'ceil1k', 'cpu_us'), 2)} µs.\n")
 
     if verdicts:
         w("## Targets\n")

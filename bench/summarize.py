@@ -357,8 +357,8 @@ def main():
         w(f"wrk -t1 -c{a.conns} -d{a.duration}s on `/cached/1k`, medians of {a.rounds} interleaved rotating "
           "round(s). `canned` is bench/canned.c: one thread, edge-triggered epoll, and for each request head "
           "(up to CRLFCRLF, not parsed) the same prebuilt 1 KiB response with hit-like headers. It does no "
-          "HTTP work, so its CPU per request is close to the kernel's cost of epoll + recv + send: the "
-          "ceiling for any user-space server. nginx: proxy_cache hits; Velox: memory-tier hits; both checked "
+          "HTTP work, so its CPU per request is close to the kernel's cost of epoll + recv + send: a "
+          "ceiling for any server that answers each request with its own recv and send. nginx: proxy_cache hits; Velox: memory-tier hits; both checked "
           "as in scenario C.\n")
         table_rows(CEILING, "ceil1k")
         w("CPU microseconds per request (user and system from utime and stime separately, medians "

@@ -60,17 +60,20 @@ mod tests {
                 let layout = Layout::from_size_align(size, align).unwrap();
                 unsafe {
                     let p = MiMalloc.alloc(layout);
-                    assert!(!p.is_null() && p as usize % align == 0, "{size}/{align}");
+                    assert!(
+                        !p.is_null() && (p as usize).is_multiple_of(align),
+                        "{size}/{align}"
+                    );
                     p.write_bytes(0xab, size);
                     let q = MiMalloc.realloc(p, layout, size * 3);
                     assert!(
-                        !q.is_null() && q as usize % align == 0,
+                        !q.is_null() && (q as usize).is_multiple_of(align),
                         "{size}/{align} grown"
                     );
                     assert_eq!(*q.add(size - 1), 0xab);
                     MiMalloc.dealloc(q, Layout::from_size_align(size * 3, align).unwrap());
                     let z = MiMalloc.alloc_zeroed(layout);
-                    assert!(z as usize % align == 0 && *z.add(size - 1) == 0);
+                    assert!((z as usize).is_multiple_of(align) && *z.add(size - 1) == 0);
                     MiMalloc.dealloc(z, layout);
                 }
             }

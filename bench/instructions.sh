@@ -8,7 +8,8 @@
 # An nginx origin (1 worker, on 127.0.0.1) serves /1k (`no-store`) and /cached/1k (`max-age=3600`).
 # Each case starts Velox under callgrind, warms it with 2,000 requests, zeroes the counters,
 # sends N requests (default 10,000) over 4 keep-alive connections from a Python client, dumps the
-# counters and divides all instructions of all Velox threads by N. Cases:
+# counters and divides all instructions of all Velox threads by N. Velox is pinned to CPU 0, as in
+# bench/run.sh, so it runs the same one-CPU runtime. Cases:
 #   hit-off       1 KiB memory hit, [observe] metrics and request ids off
 #   hit           1 KiB memory hit, defaults (metrics and request ids on)
 #   hit-log       1 KiB memory hit, defaults plus the JSON access log to a file
@@ -30,7 +31,7 @@ while [[ $# -gt 0 ]]; do
         --velox) VELOX_BIN="$2"; shift 2 ;;
         --requests) REQUESTS="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -152,7 +153,9 @@ upstream = "origin"
 [routes.cache]
 mode = "bypass"
 EOF
-    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
+    # Pinned to one CPU like bench/run.sh's servers, so Velox runs its one-CPU (current-thread)
+    # runtime, as it does there.
+    RUST_LOG=warn taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
         "$VELOX_BIN" serve --config "$d/velox.toml" >"$d/velox.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")

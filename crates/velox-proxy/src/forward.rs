@@ -1,6 +1,6 @@
 //! Header rules for forwarding a message across Velox (RFC 9110 §7.6). Pure.
 
-use http::header::{HeaderName, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::header::{Entry, HeaderName, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
 use http::{HeaderMap, HeaderValue, Version};
 use std::net::IpAddr;
 
@@ -105,10 +105,14 @@ pub fn add_forwarded(
     tls: bool,
     host: Option<&HeaderValue>,
 ) {
-    if headers.contains_key(X_FORWARDED_FOR) {
-        append_to_list(headers, X_FORWARDED_FOR, &client.to_string());
-    } else if let Some(value) = ip_value(client) {
-        headers.insert(X_FORWARDED_FOR, value);
+    // One hash of the name: the entry says whether a list is already there.
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(slot) => {
+            if let Some(value) = ip_value(client) {
+                slot.insert(value);
+            }
+        }
+        Entry::Occupied(_) => append_to_list(headers, X_FORWARDED_FOR, &client.to_string()),
     }
     let proto = if tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -149,12 +153,15 @@ impl Via {
 /// Appends this hop to `Via`, naming the protocol version the message was received with.
 pub fn add_via(headers: &mut HeaderMap, received: Version, via: &Via) {
     let entry = via.entry(received);
-    if !headers.contains_key(VIA) {
-        headers.insert(VIA, entry.clone());
-        return;
-    }
-    if let Ok(entry) = entry.to_str() {
-        append_to_list(headers, VIA, entry);
+    match headers.entry(VIA) {
+        Entry::Vacant(slot) => {
+            slot.insert(entry.clone());
+        }
+        Entry::Occupied(_) => {
+            if let Ok(entry) = entry.to_str() {
+                append_to_list(headers, VIA, entry);
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `velox` binary: command-line parsing and wiring only; the work lives in the library crates.
 
+mod alloc;
 mod cli;
 mod run;
 
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 /// mimalloc: fewer cycles per allocation than glibc's malloc on the request path, and
 /// small per-allocation overhead, which matters for tens of thousands of idle connections.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -592,6 +592,68 @@ async fn idle_connection_that_sends_nothing_is_closed_after_the_header_timeout()
     }
 }
 
+/// Reads one response to a `GET` on `conn` (the origin's small bodies fit one read or a few).
+async fn get_on(conn: &mut TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&data).contains("\r\n\r\n") || !response_complete(&data) {
+        let n = tokio::time::timeout(LIMIT, conn.read(&mut buf))
+            .await
+            .expect("response in time")
+            .unwrap();
+        assert!(n > 0, "closed before the response ended");
+        data.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+/// A response with a Content-Length is complete once that many body bytes arrived.
+fn response_complete(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .expect("a Content-Length");
+    body.len() >= length
+}
+
+#[tokio::test]
+async fn keep_alive_idle_timeout_counts_from_the_last_response() {
+    let origin = start_origin().await;
+    let velox = velox_with_limits(origin.addr, r#"idle_timeout = "2s""#).await;
+    let mut conn = TcpStream::connect(velox.addr).await.unwrap();
+    assert!(get_on(&mut conn, "/").await.starts_with("HTTP/1.1 200"));
+    // A second request 1.2 s later, inside the idle timeout, is served on the same connection...
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(get_on(&mut conn, "/").await.starts_with("HTTP/1.1 200"));
+    // ...and the idle time starts again from its response: still open 1.2 s later (2.4 s after
+    // the first), closed about 2 s after the second response.
+    let after_second = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut byte))
+        .await
+        .expect("the idle connection is closed within 5 s");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "no bytes on an idle connection"
+    );
+    let idle = after_second.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1500) && idle <= Duration::from_millis(3500),
+        "closed {idle:?} after the last response, expected about 2 s"
+    );
+}
+
 #[tokio::test]
 async fn body_over_max_body_bytes_is_413_with_length_and_chunked() {
     let origin = start_recording_origin().await;

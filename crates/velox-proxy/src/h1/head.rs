@@ -3,6 +3,7 @@
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+use std::mem::MaybeUninit;
 
 /// Fields the request path adds to a request (request id, X-Forwarded-For/Proto/Host, Via).
 const FIELDS_ADDED_DOWNSTREAM: usize = 6;
@@ -68,10 +69,12 @@ impl HeadError {
 /// Parses one request head from the start of `buf` and consumes it.
 /// `Ok(None)`: incomplete, read more. Field values and the target are zero-copy slices of `buf`.
 pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>, HeadError> {
+    let mut seen = Seen::default();
     let (len, method, version, target, spans) = {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut fields);
-        let len = match req.parse(buf) {
+        // Left uninitialised: httparse writes only the fields it finds.
+        let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(buf, &mut fields) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
                 return Err(HeadError::TooLarge)
@@ -105,6 +108,7 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>
         for field in req.headers.iter() {
             let name = HeaderName::from_bytes(field.name.as_bytes())
                 .map_err(|_| HeadError::Malformed("invalid header field name"))?;
+            seen.note(&name);
             spans.push((name, span(field.value)));
         }
         (len, method, version, target, spans)
@@ -124,9 +128,18 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>
         headers.append(name, value);
     }
 
-    let framing = framing(&headers, version)?;
+    // Fields a request rarely carries are looked up only when the parse saw them.
+    let framing = if seen.framing {
+        framing(&headers, version)?
+    } else {
+        Framing::None
+    };
     check_host(&headers, version)?;
-    let connection = ConnectionTokens::of(&headers);
+    let connection = if seen.connection {
+        ConnectionTokens::of(&headers)
+    } else {
+        ConnectionTokens::default()
+    };
     let keep_alive = match version {
         Version::HTTP_11 => !connection.close,
         _ => connection.keep_alive && !connection.close,
@@ -134,6 +147,7 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>
     let upgrade =
         version == Version::HTTP_11 && connection.upgrade && headers.contains_key(UPGRADE);
     let expect_continue = version == Version::HTTP_11
+        && seen.expect
         && headers
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -147,6 +161,23 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>
         expect_continue,
         upgrade,
     }))
+}
+
+/// Which of the fields that steer the server a head carries, noted while it is parsed.
+#[derive(Default)]
+struct Seen {
+    /// Content-Length or Transfer-Encoding.
+    framing: bool,
+    connection: bool,
+    expect: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName) {
+        self.framing |= name == CONTENT_LENGTH || name == TRANSFER_ENCODING;
+        self.connection |= name == CONNECTION;
+        self.expect |= name == EXPECT;
+    }
 }
 
 /// RFC 3986 allows only visible ASCII in a target; anything else must arrive percent-encoded.

@@ -32,26 +32,32 @@ pub async fn serve<T: Transport, H: Handler>(
     handler: Arc<H>,
     conn: ConnInfo,
     settings: Arc<ConnSettings>,
-    mut drain: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 ) {
     let mut buf = BytesMut::new();
     let mut first = true;
+    // One idle timer and one drain waiter for the connection's life, not one per request:
+    // moving a pending timer's deadline later is an atomic store, registering one is not.
+    let idle = tokio::time::sleep(settings.header_read_timeout);
+    tokio::pin!(idle);
+    let mut drain_signal = drain.clone();
+    let drained = drain_signal.wait_for(|draining| *draining);
+    tokio::pin!(drained);
     loop {
         if buf.is_empty() {
             // Idle: wait for bytes without holding a buffer.
-            let wait = if first {
-                settings.header_read_timeout
-            } else {
-                settings.idle_timeout
-            };
+            if !first {
+                idle.as_mut().reset(Instant::now() + settings.idle_timeout);
+            }
             tokio::select! {
                 biased;
-                _ = drain.wait_for(|draining| *draining) => break,
-                ready = timeout(wait, io.ready_to_read()) => {
-                    if !matches!(ready, Ok(Ok(()))) {
+                _ = &mut drained => break,
+                ready = io.ready_to_read() => {
+                    if ready.is_err() {
                         break;
                     }
                 }
+                _ = &mut idle => break,
             }
         }
         let draining = *drain.borrow();

@@ -57,7 +57,10 @@ pub fn encode_head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    // Noted on the way past rather than looked up: origins nearly always send Date.
+    let mut has_date = false;
     for (name, value) in headers {
+        has_date |= name == DATE;
         // Framing and connection management belong to this hop, decided here.
         let ours = name == TRANSFER_ENCODING
             || (name == CONTENT_LENGTH && framing != BodyFraming::NoBody)
@@ -70,7 +73,7 @@ pub fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !headers.contains_key(DATE) {
+    if !has_date {
         out.extend_from_slice(b"date: ");
         with_http_date(|date| out.extend_from_slice(date));
         out.extend_from_slice(b"\r\n");

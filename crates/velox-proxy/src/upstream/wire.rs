@@ -4,6 +4,7 @@
 use bytes::BytesMut;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use std::mem::MaybeUninit;
 
 const MAX_HEADERS: usize = 128;
 
@@ -125,9 +126,16 @@ pub fn parse_response_head(
     buf: &mut BytesMut,
     max_bytes: usize,
 ) -> Result<Option<ResponseHead>, WireError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
+    // Left uninitialised: httparse writes only the fields it finds (filling 128 empty ones
+    // cost more than parsing a typical head).
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(WireError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),

@@ -349,7 +349,9 @@ impl Cache {
             .get::<crate::transport::OnUpgrade>()
             .is_some()
         {
-            let mut response = fwd.send(req).await;
+            // Forwarded past the cache, boxed like every rare path here: inline, each of these
+            // awaits would add an origin exchange's state to every hit's future.
+            let mut response = Box::pin(fwd.send(req)).await;
             set_cache_status(
                 response.headers_mut(),
                 &CacheStatus::forward(Fwd::Request).with_detail("upgrade"),
@@ -362,7 +364,7 @@ impl Cache {
             return self.purge_method(&req, route, scheme, &authority, &path_and_query, peer);
         }
         if method != Method::GET && method != Method::HEAD {
-            let mut response = fwd.send(req).await;
+            let mut response = Box::pin(fwd.send(req)).await;
             self.strip_tags(response.headers_mut());
             if !velox_cache::policy::invalidation::is_safe_method(&method) {
                 for uri in invalidations(
@@ -488,7 +490,7 @@ impl Cache {
             Some(response) => response,
             // Preconditions only the origin may judge: pass the request on as it is.
             None => {
-                let mut response = fwd.send(facts.client_request()).await;
+                let mut response = Box::pin(fwd.send(facts.client_request())).await;
                 self.strip_tags(response.headers_mut());
                 set_cache_status(response.headers_mut(), &CacheStatus::forward(Fwd::Request));
                 response

@@ -157,40 +157,56 @@ async fn serve_one<T: Transport, H: Handler>(
     settings: &ConnSettings,
     draining: bool,
 ) -> Next {
-    let head = match read_head(io, buf, first, settings).await {
-        ReadHead::Request(head) => head,
+    let refusal = match read_head(io, buf, first, settings).await {
+        ReadHead::Request(head) => match refusal_of(&head, settings) {
+            None => return serve_head(io, buf, head, handler, conn, settings, draining).await,
+            Some(refusal) => refusal,
+        },
         ReadHead::H2 => return Next::H2,
         ReadHead::Closed => return Next::Close,
-        ReadHead::TimedOut => {
-            let timed_out = error_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "header-timeout",
-                "request head not received in time",
-            );
-            return refuse(io, timed_out).await;
-        }
-        ReadHead::Refused(e) => {
-            return refuse(io, error_response(e.status(), e.code(), e.reason())).await
-        }
+        ReadHead::TimedOut => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "header-timeout",
+            "request head not received in time",
+        ),
+        ReadHead::Refused(e) => error_response(e.status(), e.code(), e.reason()),
     };
+    // One await site for every refusal, boxed: refusals are rare, and each inline site would
+    // add its own response writer to every request's state.
+    Box::pin(refuse(io, refusal)).await
+}
+
+/// The answer to a well-formed head that is still refused before reaching the handler.
+fn refusal_of(head: &RequestHead, settings: &ConnSettings) -> Option<http::Response<Body>> {
     if head.method == Method::CONNECT {
-        let refused = error_response(
+        return Some(error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "connect-not-supported",
             "CONNECT is not supported",
-        );
-        return refuse(io, refused).await;
+        ));
     }
-    if let Framing::Length(len) = head.framing {
-        if settings.max_body_bytes > 0 && len > settings.max_body_bytes {
-            let too_large = error_response(
+    match head.framing {
+        Framing::Length(len) if settings.max_body_bytes > 0 && len > settings.max_body_bytes => {
+            Some(error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
                 "request body exceeds the limit",
-            );
-            return refuse(io, too_large).await;
+            ))
         }
+        _ => None,
     }
+}
+
+/// Hands an accepted head to the handler and writes its response.
+async fn serve_head<T: Transport, H: Handler>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    head: RequestHead,
+    handler: &H,
+    conn: ConnInfo,
+    settings: &ConnSettings,
+    draining: bool,
+) -> Next {
     let keep_alive = head.keep_alive && !draining;
     let method = head.method.clone();
     let version = head.version;

@@ -170,7 +170,9 @@ impl Upstream {
 
         let (mut stream, mut reused) = match checkout(&server, framing) {
             Some(stream) => (stream, true),
-            None => (server.connect(self.connect_timeout).await?, false),
+            // Connecting (TCP, maybe TLS) is boxed: pooled connections are the common case,
+            // and the handshake's state would otherwise sit in every request's future.
+            None => (Box::pin(server.connect(self.connect_timeout)).await?, false),
         };
         loop {
             match self
@@ -188,7 +190,7 @@ impl Upstream {
                 Ok(response) => return Ok(response),
                 // Only a body-less request can be replayed on a fresh connection.
                 Err(Failure::Stale) if framing == RequestFraming::Empty => {
-                    stream = server.connect(self.connect_timeout).await?;
+                    stream = Box::pin(server.connect(self.connect_timeout)).await?;
                     reused = false;
                 }
                 Err(Failure::Stale) => {
@@ -217,7 +219,8 @@ impl Upstream {
             return Err(if reused { Failure::Stale } else { failed(e) });
         }
         if let Some(body) = body {
-            send_body(&mut stream, body, framing)
+            // Boxed for the same reason: most requests have no body.
+            Box::pin(send_body(&mut stream, body, framing))
                 .await
                 .map_err(failed)?;
         }

@@ -90,34 +90,41 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// Normalises an authority for comparison: drops userinfo, lowercases the host,
 /// removes an empty or default port (RFC 9110 §4.2.3). `scheme` must be lowercase.
 pub fn normalize_authority(scheme: &str, authority: &str) -> String {
-    let hostport = match authority.rfind('@') {
-        Some(i) => &authority[i + 1..],
-        None => authority,
-    };
-    // The port separator is the last ':' after any IPv6 literal.
-    let search_from = hostport.rfind(']').unwrap_or(0);
-    let (host, port) = match hostport[search_from..].rfind(':') {
-        Some(i) => {
-            let i = search_from + i;
-            (&hostport[..i], Some(&hostport[i + 1..]))
+    // One pass from the end finds the userinfo '@', an IPv6 literal's ']' and the port's ':'.
+    let bytes = authority.as_bytes();
+    let (mut at, mut bracket, mut colon) = (None, None, None);
+    for (i, &b) in bytes.iter().enumerate().rev() {
+        match b {
+            b'@' => {
+                at = Some(i);
+                break;
+            }
+            b']' if bracket.is_none() => bracket = Some(i),
+            b':' if bracket.is_none() && colon.is_none() => colon = Some(i),
+            _ => {}
         }
-        None => (hostport, None),
+    }
+    let start = at.map_or(0, |i| i + 1);
+    // The port separator is the last ':' after any IPv6 literal.
+    let colon = colon.filter(|&i| i > start);
+    let (host, port) = match colon {
+        Some(i) => (&authority[start..i], Some(&authority[i + 1..])),
+        None => (&authority[start..], None),
     };
-    let host = host.to_ascii_lowercase();
+    let mut out = String::with_capacity(authority.len() - start);
+    out.push_str(host);
+    out.make_ascii_lowercase();
     match port {
-        None | Some("") => host,
+        None | Some("") => {}
         Some(p) => {
             let port = p.parse::<u16>().ok();
-            if port.is_some() && port == default_port(scheme) {
-                host
-            } else {
-                let mut host = host;
-                host.push(':');
-                host.push_str(p);
-                host
+            if port.is_none() || port != default_port(scheme) {
+                out.push(':');
+                out.push_str(p);
             }
         }
     }
+    out
 }
 
 /// Uppercases the hex digits of well-formed percent-escapes; leaves everything else.
@@ -380,6 +387,19 @@ mod tests {
         assert_eq!(key("http", "[::1]:80", "/"), "http://[::1]/");
         assert_eq!(key("http", "[::1]:8080", "/"), "http://[::1]:8080/");
         assert_eq!(key("http", "[::1]", "/"), "http://[::1]/");
+    }
+
+    #[test]
+    fn authority_normalisation_cases() {
+        let n = normalize_authority;
+        assert_eq!(n("http", "Example.COM:80"), "example.com");
+        assert_eq!(n("http", "example.com:"), "example.com");
+        assert_eq!(n("https", "example.com:80"), "example.com:80");
+        assert_eq!(n("http", "u:p@Host:8080"), "host:8080");
+        assert_eq!(n("http", "u:p@[::1]"), "[::1]");
+        assert_eq!(n("http", "[::1]:x"), "[::1]:x");
+        assert_eq!(n("http", "127.0.0.1:18300"), "127.0.0.1:18300");
+        assert_eq!(n("http", ""), "");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const FORMAT: u8 = 2;
 const KIND_RESPONSE: u8 = 0;
 const KIND_VARIANTS: u8 = 1;
+/// Fields a hit adds to a stored response's header map.
+pub const SERVED_FIELDS: usize = 6;
 
 /// A stored response head with the facts its freshness is judged by.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +136,9 @@ impl Meta {
                     tags.push(tag);
                 }
                 let count = u32_(&mut bytes)? as usize;
-                let mut headers = HeaderMap::with_capacity(count.min(256));
+                // Room for the fields a hit adds (Age, Cache-Status, Content-Length, request
+                // id, ...): each hit clones this map, and a clone keeps its index table.
+                let mut headers = HeaderMap::with_capacity(count.min(256) + SERVED_FIELDS);
                 for _ in 0..count {
                     let name = name(&mut bytes)?;
                     let len = u32_(&mut bytes)? as usize;

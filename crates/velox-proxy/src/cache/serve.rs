@@ -52,12 +52,16 @@ pub fn set_cache_status(headers: &mut HeaderMap, status: &CacheStatus) {
     let mut member = String::with_capacity(64);
     let _ = write!(member, "{status}");
     // A response Velox generated itself already names velox: replace rather than append.
-    let generated = headers.contains_key(crate::errors::X_VELOX_ERROR);
+    // (Checked only when there is something to append to: most responses carry no member.)
     let value = match headers
         .get(crate::errors::CACHE_STATUS)
         .and_then(|v| v.to_str().ok())
     {
-        Some(upstream) if !upstream.is_empty() && !generated => format!("{upstream}, {member}"),
+        Some(upstream)
+            if !upstream.is_empty() && !headers.contains_key(crate::errors::X_VELOX_ERROR) =>
+        {
+            format!("{upstream}, {member}")
+        }
         _ => member,
     };
     // From the String itself: no second copy.
@@ -107,8 +111,9 @@ fn full_or_partial(method: &Method, request: &HeaderMap, entry: &Entry) -> Respo
     let meta = &entry.meta;
     let length = entry.object.len();
     let mut headers = meta.headers.clone();
-    // Age, Cache-Status, Content-Length, request id, ...: one reservation, no regrow.
-    headers.reserve(6);
+    // Age, Cache-Status, Content-Length, request id, ...: a no-op for a map decoded with that
+    // room (see `meta::SERVED_FIELDS`), one regrow at most otherwise.
+    headers.reserve(super::meta::SERVED_FIELDS);
     let (status, body) = match evaluate_range(method, request, &meta.headers, length) {
         RangeDecision::Full => {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));

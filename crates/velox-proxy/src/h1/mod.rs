@@ -157,56 +157,28 @@ async fn serve_one<T: Transport, H: Handler>(
     settings: &ConnSettings,
     draining: bool,
 ) -> Next {
-    let refusal = match read_head(io, buf, first, settings).await {
+    // Refusals are boxed: they are rare, and inline each would add a response writer's state
+    // to every request's future.
+    let head = match read_head(io, buf, first, settings).await {
         ReadHead::Request(head) => match refusal_of(&head, settings) {
-            None => return serve_head(io, buf, head, handler, conn, settings, draining).await,
-            Some(refusal) => refusal,
+            None => head,
+            Some(refusal) => return Box::pin(refuse(io, refusal)).await,
         },
         ReadHead::H2 => return Next::H2,
         ReadHead::Closed => return Next::Close,
-        ReadHead::TimedOut => error_response(
-            StatusCode::REQUEST_TIMEOUT,
-            "header-timeout",
-            "request head not received in time",
-        ),
-        ReadHead::Refused(e) => error_response(e.status(), e.code(), e.reason()),
-    };
-    // One await site for every refusal, boxed: refusals are rare, and each inline site would
-    // add its own response writer to every request's state.
-    Box::pin(refuse(io, refusal)).await
-}
-
-/// The answer to a well-formed head that is still refused before reaching the handler.
-fn refusal_of(head: &RequestHead, settings: &ConnSettings) -> Option<http::Response<Body>> {
-    if head.method == Method::CONNECT {
-        return Some(error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "connect-not-supported",
-            "CONNECT is not supported",
-        ));
-    }
-    match head.framing {
-        Framing::Length(len) if settings.max_body_bytes > 0 && len > settings.max_body_bytes => {
-            Some(error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "request body exceeds the limit",
-            ))
+        ReadHead::TimedOut => {
+            let timed_out = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "header-timeout",
+                "request head not received in time",
+            );
+            return Box::pin(refuse(io, timed_out)).await;
         }
-        _ => None,
-    }
-}
-
-/// Hands an accepted head to the handler and writes its response.
-async fn serve_head<T: Transport, H: Handler>(
-    io: &mut T,
-    buf: &mut BytesMut,
-    head: RequestHead,
-    handler: &H,
-    conn: ConnInfo,
-    settings: &ConnSettings,
-    draining: bool,
-) -> Next {
+        ReadHead::Refused(e) => {
+            let refused = error_response(e.status(), e.code(), e.reason());
+            return Box::pin(refuse(io, refused)).await;
+        }
+    };
     let keep_alive = head.keep_alive && !draining;
     let method = head.method.clone();
     let version = head.version;
@@ -245,6 +217,27 @@ async fn serve_head<T: Transport, H: Handler>(
         io, buf, request, body, handler, conn, settings,
     ))
     .await
+}
+
+/// The answer to a well-formed head that is still refused before reaching the handler.
+fn refusal_of(head: &RequestHead, settings: &ConnSettings) -> Option<http::Response<Body>> {
+    if head.method == Method::CONNECT {
+        return Some(error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "connect-not-supported",
+            "CONNECT is not supported",
+        ));
+    }
+    match head.framing {
+        Framing::Length(len) if settings.max_body_bytes > 0 && len > settings.max_body_bytes => {
+            Some(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "request body exceeds the limit",
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// How a request's body arrives and what the client asked of the connection.

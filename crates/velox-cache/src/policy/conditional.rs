@@ -216,6 +216,16 @@ pub enum ConditionalOutcome {
 ///   HTTP-date; it is compared with `Last-Modified`, else `Date`, else the time the response
 ///   was received (RFC 9111 §4.3.2).
 /// * `If-Match` (strong comparison) and `If-Unmodified-Since` follow `origin_preconditions`.
+/// Whether the request carries any of the four precondition fields of RFC 9110 §13.1.
+fn has_precondition(request: &HeaderMap) -> bool {
+    request.keys().any(|name| {
+        name == header::IF_MATCH
+            || name == header::IF_NONE_MATCH
+            || name == header::IF_MODIFIED_SINCE
+            || name == header::IF_UNMODIFIED_SINCE
+    })
+}
+
 pub fn evaluate_conditional(
     method: &Method,
     request: &HeaderMap,
@@ -227,6 +237,10 @@ pub fn evaluate_conditional(
         || *method == Method::OPTIONS
         || *method == Method::TRACE
     {
+        return ConditionalOutcome::Proceed;
+    }
+    // Most requests carry no precondition: one pass over the names (no hashing) says so.
+    if !has_precondition(request) {
         return ConditionalOutcome::Proceed;
     }
     // Parsed only when a condition names entity tags: most requests carry none.

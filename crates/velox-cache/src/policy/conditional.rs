@@ -204,6 +204,16 @@ pub enum ConditionalOutcome {
     Forward,
 }
 
+/// Whether the request carries any of the four precondition fields of RFC 9110 §13.1.
+fn has_precondition(request: &HeaderMap) -> bool {
+    request.keys().any(|name| {
+        name == header::IF_MATCH
+            || name == header::IF_NONE_MATCH
+            || name == header::IF_MODIFIED_SINCE
+            || name == header::IF_UNMODIFIED_SINCE
+    })
+}
+
 /// Evaluates the preconditions of a client request against the stored response chosen for it,
 /// in the order of RFC 9110 §13.2.2 (If-Match, If-Unmodified-Since, If-None-Match,
 /// If-Modified-Since; If-Range is step 5 and lives in [`super::range`]).
@@ -216,16 +226,6 @@ pub enum ConditionalOutcome {
 ///   HTTP-date; it is compared with `Last-Modified`, else `Date`, else the time the response
 ///   was received (RFC 9111 §4.3.2).
 /// * `If-Match` (strong comparison) and `If-Unmodified-Since` follow `origin_preconditions`.
-/// Whether the request carries any of the four precondition fields of RFC 9110 §13.1.
-fn has_precondition(request: &HeaderMap) -> bool {
-    request.keys().any(|name| {
-        name == header::IF_MATCH
-            || name == header::IF_NONE_MATCH
-            || name == header::IF_MODIFIED_SINCE
-            || name == header::IF_UNMODIFIED_SINCE
-    })
-}
-
 pub fn evaluate_conditional(
     method: &Method,
     request: &HeaderMap,

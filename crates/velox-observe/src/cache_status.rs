@@ -132,6 +132,26 @@ impl<'a> Params<'a> {
     }
 }
 
+/// The index of the next `;` or `,` at or after `i` outside sf-strings, or the end.
+fn next_delimiter(v: &[u8], mut i: usize) -> usize {
+    // `"`, `,` and `;` are all below 64: one bit test per byte.
+    const STOPS: u64 = 1 << b'"' | 1 << b',' | 1 << b';';
+    while let Some(off) = v[i..].iter().position(|&b| b < 64 && STOPS >> b & 1 != 0) {
+        i += off;
+        if v[i] != b'"' {
+            return i;
+        }
+        i = closing_quote(v, i + 1);
+    }
+    v.len()
+}
+
+/// A fresh hit as Velox writes it, alone in the field: `velox; hit; ttl=<digits>`.
+fn plain_hit(v: &[u8]) -> bool {
+    v.strip_prefix(b"velox; hit; ttl=")
+        .is_some_and(|ttl| !ttl.is_empty() && ttl.iter().all(u8::is_ascii_digit))
+}
+
 /// Parses the last `velox` member of a `Cache-Status` value (the closest cache is last).
 /// No member (or no header) reads as `bypass`, not forwarded.
 ///
@@ -139,32 +159,32 @@ impl<'a> Params<'a> {
 /// `;`, neither inside an sf-string (`"..."` with `\` escapes), so a `key="a;b,c"` stays whole.
 pub fn parse(value: Option<&[u8]>) -> ParsedStatus {
     let v = value.unwrap_or_default();
+    // The most common value of all, recognised without splitting it.
+    if plain_hit(v) {
+        return ParsedStatus {
+            outcome: CacheOutcome::Hit,
+            forwarded: false,
+            fwd_status: None,
+        };
+    }
     let mut last = None;
     // `Some` while inside a `velox` member.
     let mut member: Option<Params> = None;
     let mut name = true;
     let mut start = 0;
-    let mut i = 0;
-    while i <= v.len() {
-        let b = v.get(i).copied().unwrap_or(b',');
-        if b == b'"' {
-            i = closing_quote(v, i + 1);
-            continue;
+    while start <= v.len() {
+        let end = next_delimiter(v, start);
+        let part = v[start..end].trim_ascii();
+        if name {
+            member = (part == b"velox").then(Params::default);
+        } else if let Some(params) = member.as_mut() {
+            params.apply(part);
         }
-        if b == b';' || b == b',' {
-            let part = v[start..i].trim_ascii();
-            if name {
-                member = (part == b"velox").then(Params::default);
-            } else if let Some(params) = member.as_mut() {
-                params.apply(part);
-            }
-            name = b == b',';
-            if name {
-                last = member.take().or(last);
-            }
-            start = i + 1;
+        name = v.get(end).is_none_or(|&b| b == b',');
+        if name {
+            last = member.take().or(last);
         }
-        i += 1;
+        start = end + 1;
     }
     last.map_or_else(ParsedStatus::default, |p| p.status())
 }
@@ -182,6 +202,8 @@ mod tests {
     fn outcomes() {
         use CacheOutcome::*;
         assert_eq!(outcome("velox; hit; ttl=30"), (Hit, false));
+        assert_eq!(outcome("velox; hit; ttl=3x"), (Hit, false));
+        assert_eq!(outcome("velox; hit; ttl="), (Hit, false));
         assert_eq!(outcome("velox; hit; ttl=-3"), (Stale, false));
         assert_eq!(
             outcome("velox; hit; ttl=4; detail=stale-while-revalidate"),

@@ -537,7 +537,8 @@ fn server_timing(outcome: CacheOutcome, first_byte: Option<Duration>) -> Option<
 impl RouteScope {
     /// Records a finished request. `cache_status` is the response's.
     fn complete(&self, p: &Pending, bytes: u64, cache_status: Option<&HeaderValue>) {
-        let total = p.started.elapsed();
+        let now = Instant::now();
+        let total = now.saturating_duration_since(p.started);
         let parsed = p.parsed;
         let o = &self.observer;
         let path = p.path.as_ref().map_or("/", PathAndQuery::path);
@@ -567,7 +568,7 @@ impl RouteScope {
         }
         if let (true, Some(log)) = (p.log, &o.log) {
             log.log(&LogEvent {
-                time: SystemTime::now(),
+                time: wall_time(now),
                 client: p.client,
                 method: &p.method,
                 host: p.host.as_ref(),
@@ -584,6 +585,29 @@ impl RouteScope {
             });
         }
     }
+}
+
+thread_local! {
+    /// A monotonic and a wall-clock reading taken together, at most a second ago.
+    static WALL_ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+}
+
+/// The wall-clock time at `at` (about now). A clock read is a measurable share of a logged
+/// request, so the wall clock is read at most once a second per thread and derived from the
+/// monotonic reading the request already took in between (it follows a clock step within a
+/// second).
+fn wall_time(at: Instant) -> SystemTime {
+    WALL_ANCHOR.with(|anchor| match anchor.get() {
+        Some((mono, wall)) if at >= mono && at - mono < Duration::from_secs(1) => {
+            wall + (at - mono)
+        }
+        _ => {
+            let (mono, wall) = (Instant::now(), SystemTime::now());
+            anchor.set(Some((mono, wall)));
+            wall.checked_sub(mono.saturating_duration_since(at))
+                .unwrap_or(wall)
+        }
+    })
 }
 
 /// A response body that counts its bytes and records the request when it ends or is dropped.

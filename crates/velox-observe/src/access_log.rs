@@ -5,7 +5,7 @@
 //! on the disk.
 
 use crate::cache_status::CacheOutcome;
-use http::{HeaderValue, Method, Uri};
+use http::{HeaderValue, Method};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -19,20 +19,28 @@ pub struct LogEvent<'a> {
     pub client: IpAddr,
     pub method: &'a Method,
     pub host: Option<&'a HeaderValue>,
-    pub uri: &'a Uri,
+    /// Path and query.
+    pub path: &'a str,
     pub status: u16,
     pub bytes: u64,
     pub duration: Duration,
     pub upstream: Option<Duration>,
     pub cache: CacheOutcome,
     pub cache_status: Option<&'a HeaderValue>,
-    pub route: &'a str,
+    /// The route's name as a JSON string ([`json_string`]): escaped once per route, not per line.
+    pub route: &'a [u8],
     pub request_id: Option<&'a HeaderValue>,
+    /// `request_id` needs no escaping (Velox generated it: hex digits and a dash).
+    pub request_id_plain: bool,
 }
 
 /// Milliseconds with microsecond precision, as a JSON number (`1.5` ms is written `1.500`).
 fn millis(out: &mut Vec<u8>, d: Duration) {
-    let micros = d.as_micros();
+    // In u64: `as_micros` is a u128, whose division is a library call.
+    let micros = d
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()));
     out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
     let frac = (micros % 1000) as u16;
     out.extend_from_slice(&[
@@ -48,28 +56,30 @@ fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
 }
 
 /// Printable ASCII that needs no JSON escaping. Eight bytes at a time (SWAR): this runs over
-/// every string of every line.
+/// most strings of every line.
 fn plain(bytes: &[u8]) -> bool {
+    if bytes.len() < 8 {
+        return bytes
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    }
+    let word = |w: &[u8]| u64::from_ne_bytes(w.try_into().unwrap_or_default());
+    let mut words = bytes.chunks_exact(8);
+    // The last word overlaps the one before it when the length is not a multiple of 8.
+    words.all(|w| plain_word(word(w))) && plain_word(word(&bytes[bytes.len() - 8..]))
+}
+
+/// No byte of `w` is below 0x20, at or above 0x7f, or equal to `"` or `\`.
+fn plain_word(w: u64) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let w = u64::from_ne_bytes(word.try_into().unwrap_or_default());
-        // A byte below 0x20, at or above 0x7f, or equal to `"` or `\`.
-        if w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0
-            || w & HIGH != 0
-            || has_zero(w ^ (ONES * 0x7f))
-            || has_zero(w ^ (ONES * u64::from(b'"')))
-            || has_zero(w ^ (ONES * u64::from(b'\\')))
-        {
-            return false;
-        }
-    }
-    words
-        .remainder()
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    // `w + 1` sets the high bit of a 0x7f byte (and of none below it: no carry).
+    (w | w.wrapping_add(ONES)) & HIGH
+        | w.wrapping_sub(ONES * 0x20) & !w & HIGH
+        | has_zero(w ^ (ONES * u64::from(b'"')))
+        | has_zero(w ^ (ONES * u64::from(b'\\')))
+        == 0
 }
 
 fn quoted(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -88,6 +98,13 @@ fn string(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// `s` as a JSON string, for text that is written again and again (a route's name).
+pub fn json_string(s: &str) -> Box<[u8]> {
+    let mut out = Vec::new();
+    string(&mut out, s);
+    out.into()
+}
+
 /// A header value as a JSON string; `null` when absent or not text.
 fn opt_header(out: &mut Vec<u8>, v: Option<&HeaderValue>) {
     match v {
@@ -100,20 +117,33 @@ fn opt_header(out: &mut Vec<u8>, v: Option<&HeaderValue>) {
     }
 }
 
+/// The client's address (nothing in it needs escaping), without quotes.
 fn client(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            out.push(b'"');
+            // At most "255.255.255.255": built on the stack, copied once.
+            let mut text = [0; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                number(out, octet);
+                if octet >= 100 {
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                text[len] = b'0' + octet % 10;
+                len += 1;
             }
-            out.push(b'"');
+            out.extend_from_slice(&text[..len]);
         }
         IpAddr::V6(v6) => {
-            let _ = write!(out, "\"{v6}\"");
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -128,14 +158,15 @@ impl LogEvent<'_> {
         out.reserve(LINE_HINT);
         out.extend_from_slice(b"{\"time\":\"");
         clock.write(out, self.time);
-        out.extend_from_slice(b"\",\"client\":");
+        out.extend_from_slice(b"\",\"client\":\"");
         client(out, self.client);
-        out.extend_from_slice(b",\"method\":");
-        string(out, self.method.as_str());
-        out.extend_from_slice(b",\"host\":");
+        // Methods are HTTP tokens (the http crate refuses anything else): nothing to escape.
+        out.extend_from_slice(b"\",\"method\":\"");
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"host\":");
         opt_header(out, self.host);
         out.extend_from_slice(b",\"path\":");
-        string(out, self.uri.path_and_query().map_or("/", |p| p.as_str()));
+        string(out, self.path);
         out.extend_from_slice(b",\"status\":");
         number(out, self.status);
         out.extend_from_slice(b",\"bytes\":");
@@ -152,9 +183,12 @@ impl LogEvent<'_> {
         out.extend_from_slice(b"\",\"cache_status\":");
         opt_header(out, self.cache_status);
         out.extend_from_slice(b",\"route\":");
-        string(out, self.route);
+        out.extend_from_slice(self.route);
         out.extend_from_slice(b",\"request_id\":");
-        opt_header(out, self.request_id);
+        match self.request_id {
+            Some(id) if self.request_id_plain => quoted(out, id.as_bytes()),
+            id => opt_header(out, id),
+        }
         out.extend_from_slice(b"}\n");
     }
 }
@@ -389,11 +423,7 @@ mod tests {
 
     #[test]
     fn json_line() {
-        let (method, host, uri) = (
-            Method::GET,
-            HeaderValue::from_static("example.com"),
-            "/a?b=\"c\"".parse().unwrap_or_default(),
-        );
+        let (method, host) = (Method::GET, HeaderValue::from_static("example.com"));
         let cache_status = HeaderValue::from_static("velox; hit; ttl=5");
         let request_id = HeaderValue::from_static("abc-1");
         let event = LogEvent {
@@ -401,15 +431,16 @@ mod tests {
             client: "10.0.0.1".parse().unwrap(),
             method: &method,
             host: Some(&host),
-            uri: &uri,
+            path: "/",
             status: 200,
             bytes: 42,
             duration: Duration::from_micros(1500),
             upstream: None,
             cache: CacheOutcome::Hit,
             cache_status: Some(&cache_status),
-            route: "main",
+            route: &json_string("main"),
             request_id: Some(&request_id),
+            request_id_plain: false,
         };
         let mut out = Vec::new();
         event.write_json(&mut out, &mut SecondClock::default());

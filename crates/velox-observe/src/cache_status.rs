@@ -49,33 +49,15 @@ pub struct ParsedStatus {
     pub fwd_status: Option<u16>,
 }
 
-/// Splits on `sep` outside sf-strings (`"..."` with `\` escapes), so a `key="a;b,c"` stays whole.
-/// Without quotes (the usual case) it is a plain `split`, which searches with `memchr`.
-fn split_outside_quotes(s: &str, sep: u8) -> impl Iterator<Item = &str> {
-    let bytes = s.as_bytes();
-    let mut plain = (!s.contains('"')).then(|| s.split(char::from(sep)));
-    let mut start = 0;
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if let Some(parts) = plain.as_mut() {
-            return parts.next();
+impl Default for ParsedStatus {
+    /// No `velox` member: bypass, not forwarded.
+    fn default() -> Self {
+        ParsedStatus {
+            outcome: CacheOutcome::Bypass,
+            forwarded: false,
+            fwd_status: None,
         }
-        if done {
-            return None;
-        }
-        let mut i = start;
-        while let Some(off) = bytes[i..].iter().position(|&b| b == sep || b == b'"') {
-            i += off;
-            if bytes[i] == sep {
-                let part = &s[start..i];
-                start = i + 1;
-                return Some(part);
-            }
-            i = closing_quote(bytes, i + 1);
-        }
-        done = true;
-        Some(&s[start..])
-    })
+    }
 }
 
 /// The index just past the `"` that closes an sf-string whose content starts at `i` (or the
@@ -91,84 +73,120 @@ fn closing_quote(bytes: &[u8], mut i: usize) -> usize {
     bytes.len()
 }
 
-/// `(name, value)` of a parameter; a bare key has an empty value. Byte scans, not `char`
-/// patterns: this runs for every response.
-fn key_value(param: &str) -> (&str, &str) {
-    let param = param.trim_ascii();
-    match param.bytes().position(|b| b == b'=') {
-        Some(i) => (&param[..i], &param[i + 1..]),
-        None => (param, ""),
+/// The parameters of one `velox` member that decide the outcome.
+#[derive(Default, Clone, Copy)]
+struct Params<'a> {
+    hit: bool,
+    collapsed: bool,
+    fwd: Option<&'a [u8]>,
+    fwd_status: Option<u16>,
+    negative_ttl: bool,
+    stale_detail: bool,
+}
+
+impl<'a> Params<'a> {
+    /// One `key[=value]` parameter (already trimmed).
+    fn apply(&mut self, param: &'a [u8]) {
+        let (key, val) = match param.iter().position(|&b| b == b'=') {
+            Some(i) => (&param[..i], &param[i + 1..]),
+            None => (param, &b""[..]),
+        };
+        match key {
+            b"hit" => self.hit = true,
+            b"collapsed" => self.collapsed = true,
+            b"fwd" => self.fwd = Some(val),
+            b"fwd-status" => {
+                self.fwd_status = std::str::from_utf8(val).ok().and_then(|v| v.parse().ok())
+            }
+            b"ttl" => self.negative_ttl = val.starts_with(b"-"),
+            b"detail" => self.stale_detail = val.windows(5).any(|w| w == b"stale"),
+            _ => {}
+        }
+    }
+
+    fn status(&self) -> ParsedStatus {
+        let (outcome, forwarded) = if self.hit {
+            if self.negative_ttl || self.stale_detail {
+                (CacheOutcome::Stale, false)
+            } else {
+                (CacheOutcome::Hit, false)
+            }
+        } else if self.collapsed {
+            (CacheOutcome::Collapsed, false)
+        } else {
+            match self.fwd {
+                Some(b"stale") if self.fwd_status == Some(304) => (CacheOutcome::Revalidated, true),
+                Some(b"stale") => (CacheOutcome::Stale, true),
+                Some(b"uri-miss" | b"vary-miss" | b"miss" | b"partial") => {
+                    (CacheOutcome::Miss, true)
+                }
+                Some(_) => (CacheOutcome::Bypass, true),
+                None => (CacheOutcome::Bypass, false),
+            }
+        };
+        ParsedStatus {
+            outcome,
+            forwarded,
+            fwd_status: self.fwd_status,
+        }
     }
 }
 
-/// The member's name: what precedes its first `;`.
-fn member_name(member: &str) -> &str {
-    let end = member
-        .bytes()
-        .position(|b| b == b';')
-        .unwrap_or(member.len());
-    member[..end].trim_ascii()
+/// The index of the next `;` or `,` at or after `i` outside sf-strings, or the end.
+fn next_delimiter(v: &[u8], mut i: usize) -> usize {
+    // `"`, `,` and `;` are all below 64: one bit test per byte.
+    const STOPS: u64 = 1 << b'"' | 1 << b',' | 1 << b';';
+    while let Some(off) = v[i..].iter().position(|&b| b < 64 && STOPS >> b & 1 != 0) {
+        i += off;
+        if v[i] != b'"' {
+            return i;
+        }
+        i = closing_quote(v, i + 1);
+    }
+    v.len()
+}
+
+/// A fresh hit as Velox writes it, alone in the field: `velox; hit; ttl=<digits>`.
+fn plain_hit(v: &[u8]) -> bool {
+    v.strip_prefix(b"velox; hit; ttl=")
+        .is_some_and(|ttl| !ttl.is_empty() && ttl.iter().all(u8::is_ascii_digit))
 }
 
 /// Parses the last `velox` member of a `Cache-Status` value (the closest cache is last).
 /// No member (or no header) reads as `bypass`, not forwarded.
-pub fn parse(value: Option<&str>) -> ParsedStatus {
-    let member = value.and_then(|v| {
-        split_outside_quotes(v, b',')
-            .filter(|m| member_name(m) == velox_name())
-            .last()
-    });
-    let Some(member) = member else {
+///
+/// One pass over the bytes (this runs for every response): members end at `,`, parameters at
+/// `;`, neither inside an sf-string (`"..."` with `\` escapes), so a `key="a;b,c"` stays whole.
+pub fn parse(value: Option<&[u8]>) -> ParsedStatus {
+    let v = value.unwrap_or_default();
+    // The most common value of all, recognised without splitting it.
+    if plain_hit(v) {
         return ParsedStatus {
-            outcome: CacheOutcome::Bypass,
+            outcome: CacheOutcome::Hit,
             forwarded: false,
             fwd_status: None,
         };
-    };
-    let mut hit = false;
-    let mut collapsed = false;
-    let mut fwd = None;
-    let mut fwd_status = None;
-    let mut negative_ttl = false;
-    let mut stale_detail = false;
-    for param in split_outside_quotes(member, b';').skip(1) {
-        let (key, val) = key_value(param);
-        match key {
-            "hit" => hit = true,
-            "collapsed" => collapsed = true,
-            "fwd" => fwd = Some(val),
-            "fwd-status" => fwd_status = val.parse::<u16>().ok(),
-            "ttl" => negative_ttl = val.starts_with('-'),
-            "detail" => stale_detail = val.contains("stale"),
-            _ => {}
-        }
     }
-    let (outcome, forwarded) = if hit {
-        if negative_ttl || stale_detail {
-            (CacheOutcome::Stale, false)
-        } else {
-            (CacheOutcome::Hit, false)
+    let mut last = None;
+    // `Some` while inside a `velox` member.
+    let mut member: Option<Params> = None;
+    let mut name = true;
+    let mut start = 0;
+    while start <= v.len() {
+        let end = next_delimiter(v, start);
+        let part = v[start..end].trim_ascii();
+        if name {
+            member = (part == b"velox").then(Params::default);
+        } else if let Some(params) = member.as_mut() {
+            params.apply(part);
         }
-    } else if collapsed {
-        (CacheOutcome::Collapsed, false)
-    } else {
-        match fwd {
-            Some("stale") if fwd_status == Some(304) => (CacheOutcome::Revalidated, true),
-            Some("stale") => (CacheOutcome::Stale, true),
-            Some("uri-miss" | "vary-miss" | "miss" | "partial") => (CacheOutcome::Miss, true),
-            Some(_) => (CacheOutcome::Bypass, true),
-            None => (CacheOutcome::Bypass, false),
+        name = v.get(end).is_none_or(|&b| b == b',');
+        if name {
+            last = member.take().or(last);
         }
-    };
-    ParsedStatus {
-        outcome,
-        forwarded,
-        fwd_status,
+        start = end + 1;
     }
-}
-
-fn velox_name() -> &'static str {
-    "velox"
+    last.map_or_else(ParsedStatus::default, |p| p.status())
 }
 
 #[cfg(test)]
@@ -176,7 +194,7 @@ mod tests {
     use super::*;
 
     fn outcome(v: &str) -> (CacheOutcome, bool) {
-        let p = parse(Some(v));
+        let p = parse(Some(v.as_bytes()));
         (p.outcome, p.forwarded)
     }
 
@@ -184,6 +202,8 @@ mod tests {
     fn outcomes() {
         use CacheOutcome::*;
         assert_eq!(outcome("velox; hit; ttl=30"), (Hit, false));
+        assert_eq!(outcome("velox; hit; ttl=3x"), (Hit, false));
+        assert_eq!(outcome("velox; hit; ttl="), (Hit, false));
         assert_eq!(outcome("velox; hit; ttl=-3"), (Stale, false));
         assert_eq!(
             outcome("velox; hit; ttl=4; detail=stale-while-revalidate"),
@@ -224,7 +244,7 @@ mod tests {
             (Hit, false)
         );
         assert_eq!(
-            parse(Some("velox; fwd=stale; fwd-status=304")).fwd_status,
+            parse(Some(b"velox; fwd=stale; fwd-status=304")).fwd_status,
             Some(304)
         );
     }

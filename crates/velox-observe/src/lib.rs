@@ -3,9 +3,10 @@
 //!
 //! The request path touches this crate twice, both cheap: [`Scope::begin`] when a request is
 //! routed (request id, sampling decision) and [`Scope::finish`] when the response head is ready
-//! (reads the outcome from `Cache-Status`, adds `X-Request-Id` / `Server-Timing`, and wraps the
-//! body so that bytes and total duration are recorded when the body ends). Recording is a few
-//! relaxed atomic adds ([`metrics`]); the access log line is formatted on its own thread.
+//! (reads the outcome from `Cache-Status`, adds `X-Request-Id` / `Server-Timing`, and records a
+//! small response at once, or wraps a longer body so that bytes and total duration are recorded
+//! when it ends). Recording is a few relaxed atomic adds ([`metrics`]); the access log line is
+//! formatted on the request's thread into a batch that a writer thread writes.
 //!
 //! An [`Observer`] lives as long as the process (counters survive reloads); a [`Scope`] is built
 //! per configuration and maps route and upstream indexes to their metric cells.
@@ -18,7 +19,9 @@ pub mod topk;
 use access_log::{AccessLog, LogEvent, Target};
 use bytes::{Bytes, BytesMut};
 use cache_status::CacheOutcome;
-use http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
+use http::header::Entry;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use metrics::{
@@ -70,6 +73,7 @@ pub struct Observer {
     log: Option<AccessLog>,
     top_requests: Mutex<TopK>,
     top_misses: Mutex<TopK>,
+    /// `<16 hex digits>-`: request ids continue with a counter.
     rid_prefix: String,
     rid_counter: AtomicU64,
     started: Instant,
@@ -119,7 +123,7 @@ impl Observer {
             log,
             top_requests: Mutex::new(TopK::new(TOP_SLOTS)),
             top_misses: Mutex::new(TopK::new(TOP_SLOTS)),
-            rid_prefix: format!("{:016x}", splitmix(seed)),
+            rid_prefix: format!("{:016x}-", splitmix(seed)),
             rid_counter: AtomicU64::new(0),
             started: Instant::now(),
         }))
@@ -199,12 +203,13 @@ impl Observer {
                     };
                     self.upstream(&u.name, &server)
                 });
-                RouteScope {
+                Arc::new(RouteScope {
+                    observer: self.clone(),
                     metrics: self.route(&name),
-                    name: Arc::from(name.as_str()),
+                    log_name: access_log::json_string(&name),
                     upstream,
                     server_timing: route.server_timing,
-                }
+                })
             })
             .collect();
         let log_threshold = (config.access_log.enabled && self.log.is_some()).then(|| {
@@ -224,32 +229,39 @@ impl Observer {
             request_id: config.observe.request_id,
             log_threshold,
             routes,
-            unmatched: RouteScope {
+            unmatched: Arc::new(RouteScope {
+                observer: self.clone(),
                 metrics: self.unmatched.clone(),
-                name: Arc::from(UNMATCHED_ROUTE),
+                log_name: access_log::json_string(UNMATCHED_ROUTE),
                 upstream: None,
                 server_timing: false,
-            },
+            }),
         }
     }
 
     fn next_request_id(&self) -> Option<HeaderValue> {
-        let n = self.rid_counter.fetch_add(1, Relaxed);
-        // "<process prefix>-<counter in hex>", written by hand into a per-thread arena: this
-        // runs for every request, and an id cut from shared bytes is cloned (into the request
-        // and the response) without allocating.
+        let mut n = self.rid_counter.fetch_add(1, Relaxed);
+        // "<process prefix>-<counter in hex>", cut from a per-thread arena: this runs for every
+        // request, and an id cut from shared bytes is cloned (into the request and the
+        // response) without allocating.
+        let mut digits = [0; 16];
+        let mut first = digits.len();
+        loop {
+            first -= 1;
+            digits[first] = b"0123456789abcdef"[(n & 0xf) as usize];
+            n >>= 4;
+            if n == 0 {
+                break;
+            }
+        }
+        let digits = &digits[first..];
         RID_ARENA.with(|arena| {
             let mut arena = arena.borrow_mut();
-            if arena.capacity() - arena.len() < self.rid_prefix.len() + 17 {
+            if arena.capacity() - arena.len() < self.rid_prefix.len() + digits.len() {
                 *arena = BytesMut::with_capacity(RID_ARENA_BYTES);
             }
             arena.extend_from_slice(self.rid_prefix.as_bytes());
-            arena.extend_from_slice(b"-");
-            let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
-            for shift in (0..digits).rev() {
-                let nibble = ((n >> (shift * 4)) & 0xf) as usize;
-                arena.extend_from_slice(&b"0123456789abcdef"[nibble..=nibble]);
-            }
+            arena.extend_from_slice(digits);
             HeaderValue::from_maybe_shared(arena.split().freeze()).ok()
         })
     }
@@ -262,9 +274,13 @@ thread_local! {
     static RID_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
+/// Where one route's requests are counted. Shared (`Arc`) so that a body outliving its
+/// configuration can still be recorded; a request borrows it until then.
 struct RouteScope {
+    observer: Arc<Observer>,
     metrics: Arc<RouteMetrics>,
-    name: Arc<str>,
+    /// The name as the access log writes it.
+    log_name: Box<[u8]>,
     upstream: Option<Arc<UpstreamMetrics>>,
     server_timing: bool,
 }
@@ -276,8 +292,8 @@ pub struct Scope {
     request_id: bool,
     /// `Some` when access logging is on: a request is logged when its random draw is below.
     log_threshold: Option<u64>,
-    routes: Vec<RouteScope>,
-    unmatched: RouteScope,
+    routes: Vec<Arc<RouteScope>>,
+    unmatched: Arc<RouteScope>,
 }
 
 static RNG_SEEDS: AtomicU64 = AtomicU64::new(0x5eed);
@@ -306,27 +322,37 @@ fn acceptable_request_id(v: &HeaderValue) -> bool {
     (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
 }
 
-/// One request being recorded.
-pub struct Recording {
-    observer: Arc<Observer>,
-    route: Arc<RouteMetrics>,
-    /// Only when the request is logged.
-    route_name: Option<Arc<str>>,
-    upstream: Option<Arc<UpstreamMetrics>>,
-    server_timing: bool,
+/// One request being recorded, from routing to the response head; borrows its route's cells
+/// (no reference counting for the usual response, recorded with its head).
+pub struct Recording<'a> {
+    route: &'a Arc<RouteScope>,
+    pending: Pending,
+}
+
+/// What is known of a request until it is recorded.
+struct Pending {
     metrics: bool,
     log: bool,
     started: Instant,
     method: Method,
-    uri: Uri,
+    /// Only when counted or logged.
+    path: Option<PathAndQuery>,
+    /// Only when logged.
     host: Option<HeaderValue>,
     client: IpAddr,
-    request_id: Option<HeaderValue>,
+    request_id: Option<RequestId>,
     // Known once the response head is ready.
     status: u16,
-    parsed: Option<ParsedStatus>,
+    parsed: ParsedStatus,
+    /// Kept for a logged response recorded after its head.
     cache_status: Option<HeaderValue>,
     first_byte: Option<Duration>,
+}
+
+/// A request's id, and whether Velox generated it (hex digits and a dash: nothing to escape).
+struct RequestId {
+    value: HeaderValue,
+    generated: bool,
 }
 
 impl Scope {
@@ -341,63 +367,85 @@ impl Scope {
         route: Option<usize>,
         req: &mut Request<B>,
         client: IpAddr,
-    ) -> Option<Recording> {
+    ) -> Option<Recording<'_>> {
         let request_id = if self.request_id {
-            match req.headers().get(&X_REQUEST_ID) {
-                Some(v) if acceptable_request_id(v) => Some(v.clone()),
-                _ => {
-                    let id = self.observer.next_request_id();
-                    if let Some(id) = &id {
-                        req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-                    }
-                    id
-                }
-            }
+            self.request_id(req.headers_mut())
         } else {
             None
         };
         let log = self.log_threshold.is_some_and(sample);
-        let rs = route
+        let route = route
             .and_then(|i| self.routes.get(i))
             .unwrap_or(&self.unmatched);
-        if !self.metrics && !log && request_id.is_none() && !rs.server_timing {
+        if !self.metrics && !log && request_id.is_none() && !route.server_timing {
             return None;
         }
-        // By value: no allocation; the log-only parts are cloned only when this one is logged.
         Some(Recording {
-            observer: self.observer.clone(),
-            route: rs.metrics.clone(),
-            route_name: log.then(|| rs.name.clone()),
-            upstream: rs.upstream.clone(),
-            server_timing: rs.server_timing,
-            metrics: self.metrics,
-            log,
-            started: Instant::now(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            host: if log {
-                req.headers().get(http::header::HOST).cloned()
-            } else {
-                None
+            route,
+            pending: Pending {
+                metrics: self.metrics,
+                log,
+                started: Instant::now(),
+                method: req.method().clone(),
+                path: if self.metrics || log {
+                    req.uri().path_and_query().cloned()
+                } else {
+                    None
+                },
+                host: if log {
+                    req.headers().get(http::header::HOST).cloned()
+                } else {
+                    None
+                },
+                client,
+                request_id,
+                status: 0,
+                parsed: ParsedStatus::default(),
+                cache_status: None,
+                first_byte: None,
             },
-            client,
-            request_id,
-            status: 0,
-            parsed: None,
-            cache_status: None,
-            first_byte: None,
         })
     }
 
+    /// The client's id if acceptable; else a new one, set on the request for the origin.
+    fn request_id(&self, headers: &mut HeaderMap) -> Option<RequestId> {
+        // One lookup for both reading and replacing.
+        match headers.entry(&X_REQUEST_ID) {
+            Entry::Occupied(client) if acceptable_request_id(client.get()) => Some(RequestId {
+                value: client.get().clone(),
+                generated: false,
+            }),
+            entry => {
+                let id = self.observer.next_request_id()?;
+                match entry {
+                    Entry::Occupied(mut client) => {
+                        client.insert(id.clone());
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(id.clone());
+                    }
+                }
+                Some(RequestId {
+                    value: id,
+                    generated: true,
+                })
+            }
+        }
+    }
+
     /// Called with the response head: adds `X-Request-Id` and `Server-Timing`, counts the
-    /// upstream side, and wraps the body so the rest is recorded when it ends.
-    pub fn finish(&self, rec: Option<Recording>, mut response: Response<Body>) -> Response<Body> {
-        let Some(mut rec) = rec else {
+    /// upstream side, and records the request (or wraps the body, to record it when it ends).
+    pub fn finish(
+        &self,
+        rec: Option<Recording<'_>>,
+        mut response: Response<Body>,
+    ) -> Response<Body> {
+        let Some(Recording { route, mut pending }) = rec else {
             return response;
         };
         let headers = response.headers();
         let cache_status = headers.get(&CACHE_STATUS);
-        let mut parsed = cache_status::parse(cache_status.and_then(|v| v.to_str().ok()));
+        let mut parsed = cache_status::parse(cache_status.map(HeaderValue::as_bytes));
         let status = response.status().as_u16();
         // Velox's own answers are all errors: a success needs no lookup.
         let velox_error = (status >= 400)
@@ -413,12 +461,12 @@ impl Scope {
             }
             None => None,
         };
-        rec.status = status;
-        rec.parsed = Some(parsed);
+        pending.status = status;
+        pending.parsed = parsed;
         if parsed.forwarded {
-            let first_byte = rec.started.elapsed();
-            rec.first_byte = Some(first_byte);
-            if let (true, Some(up)) = (rec.metrics, &rec.upstream) {
+            let first_byte = pending.started.elapsed();
+            pending.first_byte = Some(first_byte);
+            if let (true, Some(up)) = (pending.metrics, &route.upstream) {
                 up.first_byte.observe(first_byte);
                 match upstream_error {
                     Some(kind) => {
@@ -428,61 +476,77 @@ impl Scope {
                 }
             }
         }
-        let headers = response.headers_mut();
-        if let Some(id) = &rec.request_id {
-            headers.insert(X_REQUEST_ID.clone(), id.clone());
-        }
-        if rec.server_timing {
-            let value = match rec.first_byte {
-                Some(d) => format!(
-                    "cache;desc={}, origin;dur={:.3}",
-                    parsed.outcome.as_str(),
-                    d.as_secs_f64() * 1e3
-                ),
-                None => format!("cache;desc={}", parsed.outcome.as_str()),
-            };
-            if let Ok(value) = HeaderValue::try_from(value) {
-                headers.append(SERVER_TIMING.clone(), value);
-            }
-        }
-        if !rec.metrics && !rec.log {
-            return response;
-        }
+        let server_timing = route
+            .server_timing
+            .then(|| server_timing(parsed.outcome, pending.first_byte))
+            .flatten();
         // A small body of known length leaves in the same write as the head: record it now
-        // and spare every such response a counting wrapper.
-        let exact = http_body::Body::size_hint(response.body()).exact();
-        if let Some(len) = exact.filter(|&l| l <= SMALL_BODY) {
-            rec.complete(len, response.headers().get(&CACHE_STATUS));
+        // (while the head is still at hand) and spare every such response a counting wrapper.
+        let counted = pending.metrics || pending.log;
+        let small = http_body::Body::size_hint(response.body())
+            .exact()
+            .filter(|&len| len <= SMALL_BODY);
+        if let (true, Some(len)) = (counted, small) {
+            route.complete(&pending, len, cache_status);
+        }
+        let wrap = counted && small.is_none();
+        if wrap && pending.log {
+            pending.cache_status = cache_status.cloned();
+        }
+        let headers = response.headers_mut();
+        // The id moves to the response unless the log still needs it.
+        let request_id = if wrap && pending.log {
+            pending.request_id.as_ref().map(|id| id.value.clone())
+        } else {
+            pending.request_id.take().map(|id| id.value)
+        };
+        if let Some(id) = request_id {
+            headers.insert(&X_REQUEST_ID, id);
+        }
+        if let Some(value) = server_timing {
+            headers.append(&SERVER_TIMING, value);
+        }
+        if !wrap {
             return response;
         }
-        if rec.log {
-            rec.cache_status = response.headers().get(&CACHE_STATUS).cloned();
-        }
+        let route = route.clone();
         response.map(|inner| {
             Recorded {
                 inner,
                 bytes: 0,
-                rec: Some(rec),
+                route,
+                pending: Some(pending),
             }
             .boxed_unsync()
         })
     }
 }
 
-impl Recording {
-    /// `cache_status` is the response's, when the caller still has it; else the kept copy.
-    fn complete(self, bytes: u64, cache_status: Option<&HeaderValue>) {
-        let total = self.started.elapsed();
-        let parsed = self.parsed.unwrap_or(ParsedStatus {
-            outcome: CacheOutcome::Bypass,
-            forwarded: false,
-            fwd_status: None,
-        });
+/// `Server-Timing`: the cache outcome and, when the request went forward, the origin's time.
+fn server_timing(outcome: CacheOutcome, first_byte: Option<Duration>) -> Option<HeaderValue> {
+    let value = match first_byte {
+        Some(d) => format!(
+            "cache;desc={}, origin;dur={:.3}",
+            outcome.as_str(),
+            d.as_secs_f64() * 1e3
+        ),
+        None => format!("cache;desc={}", outcome.as_str()),
+    };
+    HeaderValue::try_from(value).ok()
+}
+
+impl RouteScope {
+    /// Records a finished request. `cache_status` is the response's.
+    fn complete(&self, p: &Pending, bytes: u64, cache_status: Option<&HeaderValue>) {
+        let now = Instant::now();
+        let total = now.saturating_duration_since(p.started);
+        let parsed = p.parsed;
         let o = &self.observer;
-        if self.metrics {
-            self.route.record(
-                method_index(&self.method),
-                self.status,
+        let path = p.path.as_ref().map_or("/", PathAndQuery::path);
+        if p.metrics {
+            self.metrics.record(
+                method_index(&p.method),
+                p.status,
                 parsed.outcome,
                 total,
                 bytes,
@@ -494,7 +558,6 @@ impl Recording {
                     up.bytes.fetch_add(bytes, Relaxed);
                 }
             }
-            let path = self.uri.path();
             if let Ok(mut top) = o.top_requests.try_lock() {
                 top.add(path);
             }
@@ -504,37 +567,62 @@ impl Recording {
                 }
             }
         }
-        if let (true, Some(log), Some(route)) = (self.log, &o.log, self.route_name) {
+        if let (true, Some(log)) = (p.log, &o.log) {
             log.log(&LogEvent {
-                time: SystemTime::now(),
-                client: self.client,
-                method: &self.method,
-                host: self.host.as_ref(),
-                uri: &self.uri,
-                status: self.status,
+                time: wall_time(now),
+                client: p.client,
+                method: &p.method,
+                host: p.host.as_ref(),
+                path: p.path.as_ref().map_or("/", PathAndQuery::as_str),
+                status: p.status,
                 bytes,
                 duration: total,
-                upstream: self.first_byte,
+                upstream: p.first_byte,
                 cache: parsed.outcome,
-                cache_status: cache_status.or(self.cache_status.as_ref()),
-                route: &route,
-                request_id: self.request_id.as_ref(),
+                cache_status,
+                route: &self.log_name,
+                request_id: p.request_id.as_ref().map(|id| &id.value),
+                request_id_plain: p.request_id.as_ref().is_some_and(|id| id.generated),
             });
         }
     }
+}
+
+thread_local! {
+    /// A monotonic and a wall-clock reading taken together, at most a second ago.
+    static WALL_ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+}
+
+/// The wall-clock time at `at` (about now). A clock read is a measurable share of a logged
+/// request, so the wall clock is read at most once a second per thread and derived from the
+/// monotonic reading the request already took in between (it follows a clock step within a
+/// second).
+fn wall_time(at: Instant) -> SystemTime {
+    WALL_ANCHOR.with(|anchor| match anchor.get() {
+        Some((mono, wall)) if at >= mono && at - mono < Duration::from_secs(1) => {
+            wall + (at - mono)
+        }
+        _ => {
+            let (mono, wall) = (Instant::now(), SystemTime::now());
+            anchor.set(Some((mono, wall)));
+            wall.checked_sub(mono.saturating_duration_since(at))
+                .unwrap_or(wall)
+        }
+    })
 }
 
 /// A response body that counts its bytes and records the request when it ends or is dropped.
 struct Recorded {
     inner: Body,
     bytes: u64,
-    rec: Option<Recording>,
+    route: Arc<RouteScope>,
+    pending: Option<Pending>,
 }
 
 impl Recorded {
     fn complete(&mut self) {
-        if let Some(rec) = self.rec.take() {
-            rec.complete(self.bytes, None);
+        if let Some(p) = self.pending.take() {
+            self.route.complete(&p, self.bytes, p.cache_status.as_ref());
         }
     }
 }

@@ -147,3 +147,19 @@ fn generated_request_ids_are_prefix_dash_hex_counter() {
     assert_eq!(ids[10], format!("{prefix}-a"));
     assert_eq!(ids[17], format!("{prefix}-11"));
 }
+
+#[test]
+fn log_times_follow_the_wall_clock() {
+    let close = |t: SystemTime| {
+        let now = SystemTime::now();
+        let gap = now.duration_since(t).unwrap_or_else(|e| e.duration());
+        assert!(gap < Duration::from_millis(50), "{gap:?}");
+    };
+    // The first call reads the wall clock; the next ones derive it from the monotonic clock.
+    close(wall_time(Instant::now()));
+    std::thread::sleep(Duration::from_millis(20));
+    close(wall_time(Instant::now()));
+    let earlier = Instant::now();
+    std::thread::sleep(Duration::from_millis(5));
+    close(wall_time(earlier));
+}

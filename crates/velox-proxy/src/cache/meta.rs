@@ -145,6 +145,9 @@ impl Meta {
                     let value = HeaderValue::from_maybe_shared(take(&mut bytes, len)?).ok()?;
                     headers.append(name, value);
                 }
+                // Kept as a clone: it has the index table's room but holds only the entries
+                // it has (the map built above reserved entries too, 6 x 88 bytes per object).
+                let headers = headers.clone();
                 Some(Meta::Response(std::sync::Arc::new(StoredResponse {
                     status,
                     headers,
@@ -203,6 +206,17 @@ mod tests {
             generation: 7,
         });
         assert_eq!(Meta::decode(variants.encode()), Some(variants));
+    }
+
+    #[test]
+    fn a_decoded_map_has_room_for_the_fields_a_hit_adds() {
+        let encoded = Meta::Response(std::sync::Arc::new(sample())).encode();
+        let Some(Meta::Response(decoded)) = Meta::decode(encoded) else {
+            panic!("decodes");
+        };
+        // A hit clones the map and adds these fields: the clone must not have to rehash.
+        let served = decoded.headers.clone();
+        assert!(served.capacity() >= served.len() + SERVED_FIELDS);
     }
 
     #[test]

@@ -54,8 +54,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const PURGE_KINDS: [&str; 4] = ["tag", "prefix", "url", "all"];
 /// The dashboard lists this many of the latest purged items.
 const RECENT_PURGES: usize = 20;
-/// Bodies up to this size are recorded with the response head (they go out in one write).
-const SMALL_BODY: u64 = 64 * 1024;
+/// Bodies up to this size are recorded with the response head: they go out in the head's write,
+/// and this is Linux's default initial TCP send buffer (`tcp_wmem`), so that write does not wait.
+const SMALL_BODY: u64 = 16 * 1024;
 /// Top-URL tables keep this many slots each.
 pub const TOP_SLOTS: usize = 64;
 

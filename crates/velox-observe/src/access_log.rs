@@ -5,6 +5,7 @@
 //! on the disk.
 
 use crate::cache_status::CacheOutcome;
+use crate::request_id::{self, RequestId};
 use http::{HeaderValue, Method};
 use std::io::Write;
 use std::net::IpAddr;
@@ -29,9 +30,7 @@ pub struct LogEvent<'a> {
     pub cache_status: Option<&'a HeaderValue>,
     /// The route's name as a JSON string ([`json_string`]): escaped once per route, not per line.
     pub route: &'a [u8],
-    pub request_id: Option<&'a HeaderValue>,
-    /// `request_id` needs no escaping (Velox generated it: hex digits and a dash).
-    pub request_id_plain: bool,
+    pub request_id: Option<&'a RequestId>,
 }
 
 /// Milliseconds with microsecond precision, as a JSON number (`1.5` ms is written `1.500`).
@@ -186,8 +185,10 @@ impl LogEvent<'_> {
         out.extend_from_slice(self.route);
         out.extend_from_slice(b",\"request_id\":");
         match self.request_id {
-            Some(id) if self.request_id_plain => quoted(out, id.as_bytes()),
-            id => opt_header(out, id),
+            // Hex digits and a dash: nothing to escape.
+            Some(RequestId::Generated(id)) => quoted(out, id.write(&mut [0; request_id::MAX_LEN])),
+            Some(RequestId::Client(id)) => opt_header(out, Some(id)),
+            None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b"}\n");
     }
@@ -425,7 +426,7 @@ mod tests {
     fn json_line() {
         let (method, host) = (Method::GET, HeaderValue::from_static("example.com"));
         let cache_status = HeaderValue::from_static("velox; hit; ttl=5");
-        let request_id = HeaderValue::from_static("abc-1");
+        let request_id = RequestId::Client(HeaderValue::from_static("abc-1"));
         let event = LogEvent {
             time: SystemTime::UNIX_EPOCH,
             client: "10.0.0.1".parse().unwrap(),
@@ -440,7 +441,6 @@ mod tests {
             cache_status: Some(&cache_status),
             route: &json_string("main"),
             request_id: Some(&request_id),
-            request_id_plain: false,
         };
         let mut out = Vec::new();
         event.write_json(&mut out, &mut SecondClock::default());

@@ -14,21 +14,22 @@
 pub mod access_log;
 pub mod cache_status;
 pub mod metrics;
+pub mod request_id;
 pub mod topk;
 
 use access_log::{AccessLog, LogEvent, Target};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cache_status::CacheOutcome;
-use http::header::Entry;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use metrics::{
     error_kind_index, method_index, CacheFigures, ConnGauge, Encoder, Histogram, RouteMetrics,
     UpstreamMetrics, BUCKETS, ERROR_KINDS, METHODS,
 };
-use std::cell::{Cell, RefCell};
+use request_id::{GeneratedId, RequestId};
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -42,7 +43,7 @@ pub use cache_status::ParsedStatus;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use request_id::X_REQUEST_ID;
 pub static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 // Static names: a lookup by `&str` would parse the name on every call.
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -74,16 +75,13 @@ pub struct Observer {
     log: Option<AccessLog>,
     top_requests: Mutex<TopK>,
     top_misses: Mutex<TopK>,
-    /// `<16 hex digits>-`: request ids continue with a counter.
-    rid_prefix: String,
-    rid_counter: AtomicU64,
     started: Instant,
 }
 
 /// Route label used for requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "(unmatched)";
 
-fn splitmix(mut x: u64) -> u64 {
+pub(crate) fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -108,10 +106,6 @@ impl Observer {
         } else {
             None
         };
-        let seed = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ (u64::from(std::process::id()) << 32);
         Ok(Arc::new(Observer {
             routes: Mutex::default(),
             upstreams: Mutex::default(),
@@ -124,8 +118,6 @@ impl Observer {
             log,
             top_requests: Mutex::new(TopK::new(TOP_SLOTS)),
             top_misses: Mutex::new(TopK::new(TOP_SLOTS)),
-            rid_prefix: format!("{:016x}-", splitmix(seed)),
-            rid_counter: AtomicU64::new(0),
             started: Instant::now(),
         }))
     }
@@ -239,40 +231,6 @@ impl Observer {
             }),
         }
     }
-
-    fn next_request_id(&self) -> Option<HeaderValue> {
-        let mut n = self.rid_counter.fetch_add(1, Relaxed);
-        // "<process prefix>-<counter in hex>", cut from a per-thread arena: this runs for every
-        // request, and an id cut from shared bytes is cloned (into the request and the
-        // response) without allocating.
-        let mut digits = [0; 16];
-        let mut first = digits.len();
-        loop {
-            first -= 1;
-            digits[first] = b"0123456789abcdef"[(n & 0xf) as usize];
-            n >>= 4;
-            if n == 0 {
-                break;
-            }
-        }
-        let digits = &digits[first..];
-        RID_ARENA.with(|arena| {
-            let mut arena = arena.borrow_mut();
-            if arena.capacity() - arena.len() < self.rid_prefix.len() + digits.len() {
-                *arena = BytesMut::with_capacity(RID_ARENA_BYTES);
-            }
-            arena.extend_from_slice(self.rid_prefix.as_bytes());
-            arena.extend_from_slice(digits);
-            HeaderValue::from_maybe_shared(arena.split().freeze()).ok()
-        })
-    }
-}
-
-/// Request ids are cut from blocks this big (about a hundred ids each).
-const RID_ARENA_BYTES: usize = 4096;
-
-thread_local! {
-    static RID_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 /// Where one route's requests are counted. Shared (`Arc`) so that a body outliving its
@@ -318,16 +276,22 @@ fn sample(threshold: u64) -> bool {
         })
 }
 
-/// A client's request id is kept if it is short printable ASCII; anything else is replaced.
-fn acceptable_request_id(v: &HeaderValue) -> bool {
-    (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-}
-
 /// One request being recorded, from routing to the response head; borrows its route's cells
 /// (no reference counting for the usual response, recorded with its head).
 pub struct Recording<'a> {
     route: &'a Arc<RouteScope>,
     pending: Pending,
+}
+
+impl Recording<'_> {
+    /// The id to set on the request if it is forwarded: one Velox generated (the client's own,
+    /// when kept, is on the request already).
+    pub fn generated_id(&self) -> Option<GeneratedId> {
+        match self.pending.request_id {
+            Some(RequestId::Generated(id)) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// What is known of a request until it is recorded.
@@ -350,30 +314,23 @@ struct Pending {
     first_byte: Option<Duration>,
 }
 
-/// A request's id, and whether Velox generated it (hex digits and a dash: nothing to escape).
-struct RequestId {
-    value: HeaderValue,
-    generated: bool,
-}
-
 impl Scope {
     pub fn observer(&self) -> &Arc<Observer> {
         &self.observer
     }
 
     /// Called once the request is routed (`route` = index into `config.routes`, `None` if no route
-    /// matched): gives it a request id (passed on to the origin) and decides on sampling.
+    /// matched; `started` = when its head arrived): takes its request id and decides on sampling.
+    /// The request is not changed: a generated id goes to the origin only if the request is
+    /// forwarded ([`Recording::generated_id`]).
     pub fn begin<B>(
         &self,
         route: Option<usize>,
-        req: &mut Request<B>,
+        req: &Request<B>,
         client: IpAddr,
+        started: Instant,
     ) -> Option<Recording<'_>> {
-        let request_id = if self.request_id {
-            self.request_id(req.headers_mut())
-        } else {
-            None
-        };
+        let request_id = self.request_id.then(|| RequestId::of(req.headers()));
         let log = self.log_threshold.is_some_and(sample);
         let route = route
             .and_then(|i| self.routes.get(i))
@@ -386,7 +343,7 @@ impl Scope {
             pending: Pending {
                 metrics: self.metrics,
                 log,
-                started: Instant::now(),
+                started,
                 method: req.method().clone(),
                 path: if self.metrics || log {
                     req.uri().path_and_query().cloned()
@@ -406,32 +363,6 @@ impl Scope {
                 first_byte: None,
             },
         })
-    }
-
-    /// The client's id if acceptable; else a new one, set on the request for the origin.
-    fn request_id(&self, headers: &mut HeaderMap) -> Option<RequestId> {
-        // One lookup for both reading and replacing.
-        match headers.entry(&X_REQUEST_ID) {
-            Entry::Occupied(client) if acceptable_request_id(client.get()) => Some(RequestId {
-                value: client.get().clone(),
-                generated: false,
-            }),
-            entry => {
-                let id = self.observer.next_request_id()?;
-                match entry {
-                    Entry::Occupied(mut client) => {
-                        client.insert(id.clone());
-                    }
-                    Entry::Vacant(slot) => {
-                        slot.insert(id.clone());
-                    }
-                }
-                Some(RequestId {
-                    value: id,
-                    generated: true,
-                })
-            }
-        }
     }
 
     /// Called with the response head: adds `X-Request-Id` and `Server-Timing`, counts the
@@ -495,14 +426,8 @@ impl Scope {
             pending.cache_status = cache_status.cloned();
         }
         let headers = response.headers_mut();
-        // The id moves to the response unless the log still needs it.
-        let request_id = if wrap && pending.log {
-            pending.request_id.as_ref().map(|id| id.value.clone())
-        } else {
-            pending.request_id.take().map(|id| id.value)
-        };
-        if let Some(id) = request_id {
-            headers.insert(&X_REQUEST_ID, id);
+        if let Some(id) = &pending.request_id {
+            headers.insert(&X_REQUEST_ID, id.header_value());
         }
         if let Some(value) = server_timing {
             headers.append(&SERVER_TIMING, value);
@@ -582,8 +507,7 @@ impl RouteScope {
                 cache: parsed.outcome,
                 cache_status,
                 route: &self.log_name,
-                request_id: p.request_id.as_ref().map(|id| &id.value),
-                request_id_plain: p.request_id.as_ref().is_some_and(|id| id.generated),
+                request_id: p.request_id.as_ref(),
             });
         }
     }

@@ -21,6 +21,10 @@ pub async fn serve<I, H>(
 {
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let handler = handler.clone();
+        let conn = ConnInfo {
+            received: std::time::Instant::now(),
+            ..conn
+        };
         async move { Ok::<_, Infallible>(handler.handle(req.map(body::boxed), conn).await) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());

@@ -4,6 +4,7 @@ use crate::body::Body;
 use http::{Request, Response};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -11,6 +12,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// When the request's head began to arrive (set per request by the protocol server; the
+    /// accept time until then): the start of its duration, read once for the whole path.
+    pub received: Instant,
 }
 
 /// Answers requests. Implemented by the proxy; protocol servers are generic over it.

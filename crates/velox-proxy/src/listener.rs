@@ -111,6 +111,7 @@ pub async fn accept_loop(
             peer,
             local,
             tls: tls.is_some(),
+            received: std::time::Instant::now(),
         };
         let held = (permit, shared.conns.enter(), gauge.enter());
         let settings = limits.settings.clone();

@@ -12,6 +12,7 @@ use http::header::{CONNECTION, HOST, UPGRADE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use std::sync::Arc;
 use velox_config::Config;
+use velox_observe::request_id::{GeneratedId, X_REQUEST_ID};
 
 /// Everything a request needs that a reload replaces at once.
 pub struct Runtime {
@@ -104,12 +105,14 @@ pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str>
 }
 
 impl Handler for Proxy {
-    async fn handle(&self, mut req: Request<Body>, conn: ConnInfo) -> Response<Body> {
+    async fn handle(&self, req: Request<Body>, conn: ConnInfo) -> Response<Body> {
         let runtime = self.runtime();
         let host = request_host(req.uri(), req.headers());
         let route = runtime.config.match_route(host, req.uri().path());
-        // Request id (inserted before forwarding), sampling; finished with the response head.
-        let recording = runtime.observe.begin(route, &mut req, conn.peer.ip());
+        // Request id, sampling; finished with the response head.
+        let recording = runtime
+            .observe
+            .begin(route, &req, conn.peer.ip(), conn.received);
         let Some(route) = route else {
             let response = error_response(
                 StatusCode::NOT_FOUND,
@@ -122,6 +125,9 @@ impl Handler for Proxy {
             upstream: runtime.upstreams[runtime.route_upstream[route]].clone(),
             conn,
             via: runtime.via.clone(),
+            request_id: recording
+                .as_ref()
+                .and_then(velox_observe::Recording::generated_id),
         };
         let route_cache = &runtime.route_cache[route];
         let response = match &runtime.cache {
@@ -145,6 +151,8 @@ pub struct Forward {
     pub upstream: Arc<Upstream>,
     pub conn: ConnInfo,
     pub via: Arc<forward::Via>,
+    /// An id Velox generated for the request, set on it when it goes to the origin.
+    pub request_id: Option<GeneratedId>,
 }
 
 impl Forward {
@@ -169,6 +177,9 @@ impl Forward {
         forward::strip_hop_by_hop(headers);
         forward::add_forwarded(headers, self.conn.peer.ip(), self.conn.tls, host.as_ref());
         forward::add_via(headers, received, &self.via);
+        if let Some(id) = self.request_id {
+            headers.insert(&X_REQUEST_ID, id.header_value());
+        }
         if let Some(protocol) = &protocol {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(UPGRADE, protocol.clone());

@@ -40,6 +40,7 @@ async fn start() -> std::net::SocketAddr {
                 peer,
                 local: addr,
                 tls: false,
+                received: std::time::Instant::now(),
             };
             let serve = velox_proxy::h1::serve(
                 stream,

@@ -118,8 +118,9 @@ async fn read_head<T: Transport>(
     buf: &mut BytesMut,
     first: bool,
     settings: &ConnSettings,
+    started: Instant,
 ) -> ReadHead {
-    let deadline = Instant::now() + settings.header_read_timeout;
+    let deadline = started + settings.header_read_timeout;
     loop {
         let preface_len = buf.len().min(H2_PREFACE.len());
         if first && !buf.is_empty() && buf[..preface_len] == H2_PREFACE[..preface_len] {
@@ -157,9 +158,14 @@ async fn serve_one<T: Transport, H: Handler>(
     settings: &ConnSettings,
     draining: bool,
 ) -> Next {
+    // The request's one clock reading: its header deadline and the start of its duration.
+    let conn = ConnInfo {
+        received: std::time::Instant::now(),
+        ..conn
+    };
     // Refusals are boxed: they are rare, and inline each would add a response writer's state
     // to every request's future.
-    let head = match read_head(io, buf, first, settings).await {
+    let head = match read_head(io, buf, first, settings, Instant::from_std(conn.received)).await {
         ReadHead::Request(head) => match refusal_of(&head, settings) {
             None => head,
             Some(refusal) => return Box::pin(refuse(io, refusal)).await,

@@ -5,6 +5,7 @@
 //! on the disk.
 
 use crate::cache_status::CacheOutcome;
+use crate::log_file::LogFile;
 use crate::request_id::{self, RequestId};
 use http::{HeaderValue, Method};
 use std::io::Write;
@@ -289,7 +290,7 @@ impl AccessLog {
                 Box::new(move || open_append(&path).map(|f| Box::new(f) as Box<dyn Write + Send>))
             }
             Target::File(path) => {
-                let file = open_append(&path)?;
+                let file = LogFile::open(&path)?;
                 Box::new(move || Ok(Box::new(file) as Box<dyn Write + Send>))
             }
         };
@@ -357,12 +358,17 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
             std::mem::swap(&mut batch.bytes, &mut spare);
             batch.lines = 0;
         }
-        if !spare.is_empty() {
-            if let Err(e) = out.write_all(&spare).and_then(|()| out.flush()) {
-                tracing::warn!(error = %e, "access log write failed");
-            }
-            spare.clear();
+        // A round with new lines writes them; a quiet one (or the last) flushes what waits: a
+        // direct-I/O file's partial block (see `log_file`), a pipe's buffer.
+        let written = if spare.is_empty() || closed {
+            out.write_all(&spare).and_then(|()| out.flush())
+        } else {
+            out.write_all(&spare)
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "access log write failed");
         }
+        spare.clear();
         if closed {
             return;
         }

@@ -11,6 +11,7 @@ pub mod forward;
 pub mod h1;
 mod h2;
 pub mod handler;
+pub mod interim;
 mod listener;
 pub mod proxy;
 pub mod server;

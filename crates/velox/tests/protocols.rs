@@ -887,3 +887,103 @@ upstream = "a"
     assert_eq!(reply.status, 404);
     assert_eq!(reply.header("x-velox-error"), Some("no-route"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Interim (1xx) responses.
+
+/// A raw origin that answers every request with a 103 Early Hints, then, `delay` later, a
+/// cacheable 200 with body `ok`.
+async fn start_early_hints_origin(delay: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind early-hints origin");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    while find(&buf, b"\r\n\r\n").is_none() {
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = find(&buf, b"\r\n\r\n").expect("head") + 4;
+                    buf.drain(..end);
+                    let hints = "HTTP/1.1 103 Early Hints\r\nLink: </site.css>; rel=preload; as=style\r\n\r\n";
+                    if stream.write_all(hints.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    let fin = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok";
+                    if stream.write_all(fin.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads one response head off `stream` (what is after it stays in `buf`).
+async fn read_head_only(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
+    while find(buf, b"\r\n\r\n").is_none() {
+        assert!(fill(stream, buf).await, "closed before a head");
+    }
+    let end = find(buf, b"\r\n\r\n").expect("head") + 4;
+    String::from_utf8_lossy(&buf.drain(..end).collect::<Vec<_>>()).into_owned()
+}
+
+#[tokio::test]
+async fn early_hints_reach_the_client_before_the_final_response_and_are_not_cached() {
+    let delay = Duration::from_millis(400);
+    let origin = start_early_hints_origin(delay).await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let velox = Velox::start(&basic_config(addr, admin, origin), addr, admin).await;
+
+    let mut stream = TcpStream::connect(velox.addr).await.expect("connect");
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /page HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let hints = read_head_only(&mut stream, &mut buf).await;
+    assert!(hints.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{hints}");
+    assert!(
+        hints
+            .to_ascii_lowercase()
+            .contains("link: </site.css>; rel=preload; as=style\r\n"),
+        "{hints}"
+    );
+    assert!(
+        started.elapsed() < delay,
+        "the hints came only with the final response ({:?})",
+        started.elapsed()
+    );
+    let fin = read_response(&mut stream, &mut buf).await;
+    assert_eq!(fin.status, 200);
+    assert_eq!(fin.body, b"ok");
+    assert!(started.elapsed() >= delay);
+
+    // The same URL again is a hit: the stored response comes alone (1xx are not stored).
+    stream
+        .write_all(b"GET /page HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .await
+        .expect("write");
+    let hit = read_response(&mut stream, &mut buf).await;
+    assert_eq!(hit.status, 200, "{hit:?}");
+    assert!(hit.all("cache-status")[0].contains("hit"), "{hit:?}");
+
+    // An HTTP/1.0 client is never sent a 1xx (RFC 9110 §15.2).
+    let mut old = TcpStream::connect(velox.addr).await.expect("connect");
+    old.write_all(b"GET /other HTTP/1.0\r\nHost: example.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let head = read_head_only(&mut old, &mut buf).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+}

@@ -10,6 +10,7 @@ pub mod write;
 use crate::body::Body;
 use crate::errors::error_response;
 use crate::handler::{ConnInfo, ConnSettings, Handler};
+use crate::interim;
 use crate::transport::{OnUpgrade, Rewind, Transport, Upgraded};
 use body::{pump_body, BodyError, ChannelBody};
 use bytes::BytesMut;
@@ -204,7 +205,13 @@ async fn serve_one<T: Transport, H: Handler>(
 
     let head_written = AtomicBool::new(false);
     if framing == Framing::None {
-        let response = handler.handle(request, conn).await;
+        // An HTTP/1.0 client must not be sent 1xx responses (RFC 9110 §15.2).
+        let response = if version == Version::HTTP_11 {
+            let handling = std::pin::pin!(handler.handle(request, conn));
+            interim::relaying(io, handling).await
+        } else {
+            handler.handle(request, conn).await
+        };
         return match write_response(io, response, &method, version, keep_alive, &head_written).await
         {
             Ok(Written::Complete { reusable: true }) => Next::KeepAlive,

@@ -302,7 +302,8 @@ enum HeadFailure {
     Wire(wire::WireError),
 }
 
-/// Reads response heads until a final one (1xx other than 101 are informational, skipped).
+/// Reads response heads until a final one; 1xx other than 101 are interim, passed on to the
+/// client when it can take them (see `interim`).
 async fn read_final_head(
     stream: &mut Stream,
     buf: &mut BytesMut,
@@ -314,7 +315,8 @@ async fn read_final_head(
                 if head.status.is_informational()
                     && head.status != StatusCode::SWITCHING_PROTOCOLS =>
             {
-                continue
+                crate::interim::relay(head.status, &head.headers);
+                continue;
             }
             Some(head) => return Ok(head),
             None => {}

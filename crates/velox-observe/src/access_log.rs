@@ -267,6 +267,8 @@ struct Shared {
     max_lines: usize,
     dropped: Arc<AtomicU64>,
     closed: AtomicBool,
+    /// Set by a reload: the writer reopens the file by its path.
+    reopen: AtomicBool,
 }
 
 pub struct AccessLog {
@@ -283,25 +285,42 @@ impl AccessLog {
             max_lines: buffer.max(1),
             dropped,
             closed: AtomicBool::new(false),
+            reopen: AtomicBool::new(false),
         });
-        let out: Box<dyn FnOnce() -> std::io::Result<Box<dyn Write + Send>> + Send> = match target {
-            Target::Stdout => Box::new(|| Ok(Box::new(std::io::stdout()) as Box<dyn Write + Send>)),
-            Target::File(path) if is_fifo(&path) => {
-                Box::new(move || open_append(&path).map(|f| Box::new(f) as Box<dyn Write + Send>))
-            }
+        let (out, reopen): (Opener, Option<Reopener>) = match target {
+            Target::Stdout => (
+                Box::new(|| Ok(Box::new(std::io::stdout()) as Box<dyn Write + Send>)),
+                None,
+            ),
+            // A FIFO is not reopened: opening one waits for a reader.
+            Target::File(path) if is_fifo(&path) => (
+                Box::new(move || open_append(&path).map(|f| Box::new(f) as Box<dyn Write + Send>)),
+                None,
+            ),
             Target::File(path) => {
                 let file = LogFile::open(&path)?;
-                Box::new(move || Ok(Box::new(file) as Box<dyn Write + Send>))
+                (
+                    Box::new(move || Ok(Box::new(file) as Box<dyn Write + Send>)),
+                    Some(Box::new(move || {
+                        LogFile::open(&path).map(|f| Box::new(f) as Box<dyn Write + Send>)
+                    })),
+                )
             }
         };
         let writer = shared.clone();
         std::thread::Builder::new()
             .name("velox-access-log".into())
             .spawn(move || match out() {
-                Ok(out) => write_loop(&writer, out),
+                Ok(out) => write_loop(&writer, out, reopen),
                 Err(e) => tracing::error!(error = %e, "cannot open the access log"),
             })?;
         Ok(AccessLog { shared })
+    }
+
+    /// Has the writer reopen the file by its path once it has written what it holds (after a
+    /// log rotation moved the file away: logrotate's `create` with a reload in `postrotate`).
+    pub fn reopen(&self) {
+        self.shared.reopen.store(true, Relaxed);
     }
 
     /// Never blocks on I/O: a full batch drops the line and counts it.
@@ -348,9 +367,12 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
 /// switch on the CPU the requests run on (at 1 ms they cost more than the writes themselves).
 const WRITE_INTERVAL: Duration = Duration::from_millis(20);
 
+type Opener = Box<dyn FnOnce() -> std::io::Result<Box<dyn Write + Send>> + Send>;
+type Reopener = Box<dyn Fn() -> std::io::Result<Box<dyn Write + Send>> + Send>;
+
 /// Swaps the shared batch with an empty buffer (the previous one, so nothing is allocated in
 /// steady state) and writes it outside the lock.
-fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
+fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>, reopen: Option<Reopener>) {
     let mut spare = Vec::with_capacity(64 * 1024);
     loop {
         let closed = shared.closed.load(Relaxed);
@@ -369,6 +391,18 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
             tracing::warn!(error = %e, "access log write failed");
         }
         spare.clear();
+        if let (true, Some(open)) = (shared.reopen.swap(false, Relaxed), &reopen) {
+            match open() {
+                Ok(fresh) => {
+                    if let Err(e) = out.flush() {
+                        tracing::warn!(error = %e, "access log write failed");
+                    }
+                    out = fresh;
+                    tracing::info!("access log reopened");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot reopen the access log; writing on"),
+            }
+        }
         if closed {
             return;
         }

@@ -157,9 +157,13 @@ impl Observer {
         g
     }
 
-    /// Counts a configuration reload.
+    /// Counts a configuration reload, and reopens the access-log file either way (a reload is
+    /// how log rotation asks for it, whatever the state of the configuration).
     pub fn reloaded(&self, ok: bool) {
         self.reloads[usize::from(!ok)].fetch_add(1, Relaxed);
+        if let Some(log) = &self.log {
+            log.reopen();
+        }
     }
 
     /// Counts a purged item of `kind` (one of [`PURGE_KINDS`]) and lists it on the dashboard.

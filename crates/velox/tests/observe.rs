@@ -511,6 +511,48 @@ async fn request_ids_reach_the_origin_and_the_client() {
     assert_eq!(own.json()["headers"]["x-request-id"][0], "abc-123");
 }
 
+#[tokio::test]
+async fn a_reload_reopens_the_access_log_after_rotation() {
+    let origin = start_origin().await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("access.log");
+    let rotated = dir.path().join("access.log.1");
+    let extra = format!(
+        "[access_log]\nenabled = true\npath = \"{}\"\n",
+        log.display()
+    );
+    let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
+    get(&velox.url("/bytes/1?before")).await;
+    wait_for_lines(&log, 1).await;
+
+    // logrotate's `create` mode: move the file away, then ask for a reload.
+    std::fs::rename(&log, &rotated).expect("rotate");
+    get(&velox.url("/bytes/1?between")).await;
+    let reload = request(
+        "POST",
+        &format!("http://{admin}/api/reload"),
+        &[("authorization", "Bearer secret")],
+        b"",
+    )
+    .await;
+    assert_eq!(reload.status, 200);
+    // The line logged before the reopen lands in the moved file, nothing is lost.
+    let old = wait_for_lines(&rotated, 2).await;
+    assert_eq!(old[0]["path"], "/bytes/1?before");
+    assert_eq!(old[1]["path"], "/bytes/1?between");
+    // Lines after it go to a new file at the configured path.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    get(&velox.url("/bytes/1?after")).await;
+    let new = wait_for_lines(&log, 1).await;
+    assert_eq!(new[0]["path"], "/bytes/1?after");
+    assert_eq!(wait_for_lines(&rotated, 2).await.len(), 2);
+    drop(velox);
+}
+
 async fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

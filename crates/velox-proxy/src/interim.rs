@@ -5,11 +5,11 @@
 //! working on the page.
 //!
 //! While an HTTP/1.1 server polls a body-less request's handler ([`relaying`]), its thread is
-//! open for interim responses: the upstream client, which runs inside that poll, encodes each
-//! 1xx head it reads before the final response into a thread-local buffer ([`relay`]), and the
-//! server writes the buffer to its client after the poll, and before the final response. Nothing
-//! is allocated or passed per request or per connection for this; a request pays two flag writes
-//! and a buffer check per poll.
+//! open for interim responses: the upstream client, which runs inside that poll, hands each 1xx
+//! head it reads before the final response to the proxy, which adds this hop's `Via` and encodes
+//! it into a thread-local buffer ([`relay`]); the server writes the buffer to its client after the
+//! poll, and before the final response. Nothing is allocated or passed per request or per
+//! connection for this; a request pays two flag writes and a buffer check per poll.
 //!
 //! Where no server is relaying a 1xx is dropped, as a client that cannot take one needs: HTTP/1.0
 //! clients (§15.2), HTTP/2 (hyper's server cannot send 1xx), a request with a body (its connection

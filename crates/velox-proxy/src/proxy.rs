@@ -190,7 +190,14 @@ impl Forward {
         }
         parts.version = Version::HTTP_11;
 
-        let mut response = match self.upstream.send(Request::from_parts(parts, body)).await {
+        // An interim response is a message this hop forwards too: it gets the Via entry.
+        let relay = |status, headers: &HeaderMap| {
+            let mut headers = headers.clone();
+            forward::add_via(&mut headers, Version::HTTP_11, &self.via);
+            crate::interim::relay(status, &headers);
+        };
+        let sent = self.upstream.send(Request::from_parts(parts, body), &relay);
+        let mut response = match sent.await {
             Ok(response) => response,
             Err(e) => {
                 tracing::warn!(upstream = %self.upstream.name, error = %e, "upstream request failed");

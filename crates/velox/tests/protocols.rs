@@ -953,12 +953,13 @@ async fn early_hints_reach_the_client_before_the_final_response_and_are_not_cach
     let mut buf = Vec::new();
     let hints = read_head_only(&mut stream, &mut buf).await;
     assert!(hints.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{hints}");
+    let lower = hints.to_ascii_lowercase();
     assert!(
-        hints
-            .to_ascii_lowercase()
-            .contains("link: </site.css>; rel=preload; as=style\r\n"),
+        lower.contains("link: </site.css>; rel=preload; as=style\r\n"),
         "{hints}"
     );
+    // Forwarded by this hop like any message (RFC 9110 §7.6.3).
+    assert!(lower.contains("via: 1.1 velox\r\n"), "{hints}");
     assert!(
         started.elapsed() < delay,
         "the hints came only with the final response ({:?})",

@@ -14,7 +14,7 @@ use body::{PoolReturn, UpstreamBody};
 use bytes::BytesMut;
 use conn::{ConnectError, Server, Stream};
 use http::uri::Scheme;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use std::io::IoSlice;
@@ -151,8 +151,13 @@ impl Upstream {
     }
 
     /// Sends `request` (origin-form target, headers ready) to one server and returns the
-    /// response as soon as its head arrives; the body streams from the connection.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+    /// response as soon as its head arrives; the body streams from the connection. Interim (1xx)
+    /// responses before it, other than 101, go to `on_interim`.
+    pub async fn send(
+        &self,
+        request: Request<Body>,
+        on_interim: &OnInterim<'_>,
+    ) -> Result<Response<Body>, UpstreamError> {
         let server = self.pick().clone();
         let (parts, body) = request.into_parts();
         let framing = if body.is_end_stream() {
@@ -184,6 +189,7 @@ impl Upstream {
                     framing,
                     &parts.method,
                     reused,
+                    on_interim,
                 )
                 .await
             {
@@ -213,6 +219,7 @@ impl Upstream {
         framing: RequestFraming,
         method: &Method,
         reused: bool,
+        on_interim: &OnInterim<'_>,
     ) -> Result<Response<Body>, Failure> {
         let failed = |e: std::io::Error| Failure::Error(UpstreamError::Failed(e.to_string()));
         if let Err(e) = stream.write_all(head).await {
@@ -230,7 +237,7 @@ impl Upstream {
         let mut buf = BytesMut::new();
         let read = tokio::time::timeout(
             self.first_byte_timeout,
-            read_final_head(&mut stream, &mut buf),
+            read_final_head(&mut stream, &mut buf, on_interim),
         );
         let response_head = match read.await {
             Err(_) => return Err(Failure::Error(UpstreamError::FirstByteTimeout)),
@@ -302,11 +309,15 @@ enum HeadFailure {
     Wire(wire::WireError),
 }
 
-/// Reads response heads until a final one; 1xx other than 101 are interim, passed on to the
-/// client when it can take them (see `interim`).
+/// What to do with an interim (1xx) response: the proxy relays it (see `interim`).
+pub type OnInterim<'a> = dyn Fn(StatusCode, &HeaderMap) + Sync + 'a;
+
+/// Reads response heads until a final one; 1xx other than 101 are interim, given to
+/// `on_interim`.
 async fn read_final_head(
     stream: &mut Stream,
     buf: &mut BytesMut,
+    on_interim: &OnInterim<'_>,
 ) -> Result<wire::ResponseHead, HeadFailure> {
     let mut received_any = false;
     loop {
@@ -315,7 +326,7 @@ async fn read_final_head(
                 if head.status.is_informational()
                     && head.status != StatusCode::SWITCHING_PROTOCOLS =>
             {
-                crate::interim::relay(head.status, &head.headers);
+                on_interim(head.status, &head.headers);
                 continue;
             }
             Some(head) => return Ok(head),

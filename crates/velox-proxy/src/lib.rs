@@ -7,6 +7,7 @@ mod admin;
 pub mod body;
 pub mod cache;
 pub mod errors;
+mod field_names;
 pub mod forward;
 pub mod h1;
 mod h2;

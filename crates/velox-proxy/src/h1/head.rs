@@ -1,6 +1,7 @@
 //! Parsing a request head and deciding its framing (RFC 9112 §2-§6). Pure: bytes in, decision out.
 
-use bytes::BytesMut;
+use crate::field_names::REQUEST_NAMES;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 use std::mem::MaybeUninit;
@@ -105,12 +106,16 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>
         let origin_form = path.starts_with('/') || path == "*";
         let target = (span(path.as_bytes()), origin_form);
         let mut spans = Vec::with_capacity(req.headers.len());
-        for field in req.headers.iter() {
-            let name = HeaderName::from_bytes(field.name.as_bytes())
-                .map_err(|_| HeadError::Malformed("invalid header field name"))?;
-            seen.note(&name);
-            spans.push((name, span(field.value)));
-        }
+        REQUEST_NAMES.with_borrow_mut(|names| {
+            for (i, field) in req.headers.iter().enumerate() {
+                let name = names
+                    .name(i, field.name.as_bytes())
+                    .map_err(|_| HeadError::Malformed("invalid header field name"))?;
+                seen.note(&name);
+                spans.push((name, span(field.value)));
+            }
+            Ok(())
+        })?;
         (len, method, version, target, spans)
     };
     let head = buf.split_to(len).freeze();
@@ -123,9 +128,7 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>
     // Room for the fields later stages add (request id, X-Forwarded-*, Via) without a regrow.
     let mut headers = HeaderMap::with_capacity(spans.len() + FIELDS_ADDED_DOWNSTREAM);
     for (name, range) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(range))
-            .map_err(|_| HeadError::Malformed("invalid header field value"))?;
-        headers.append(name, value);
+        headers.append(name, parsed_value(head.slice(range)));
     }
 
     // Fields a request rarely carries are looked up only when the parse saw them.
@@ -261,11 +264,34 @@ fn check_host(headers: &HeaderMap, version: Version) -> Result<(), HeadError> {
         (None, _) if version == Version::HTTP_11 => Err(HeadError::Malformed("missing Host")),
         (None, _) => Ok(()),
         (Some(_), Some(_)) => Err(HeadError::Malformed("more than one Host")),
-        (Some(host), None) if host.is_empty() => Ok(()),
+        (Some(host), None) if host.is_empty() || plain_host(host.as_bytes()) => Ok(()),
         (Some(host), None) => http::uri::Authority::try_from(host.as_bytes())
             .map(|_| ())
             .map_err(|_| HeadError::Malformed("invalid Host")),
     }
+}
+
+/// A field value httparse accepted, as a `HeaderValue` without checking its bytes again.
+pub(crate) fn parsed_value(value: Bytes) -> HeaderValue {
+    // SAFETY: httparse accepts exactly HTAB, SP-0x7e and 0x80-0xff in a field value (obs-fold
+    // is off), which is what `HeaderValue` allows; re-checking every byte cost about 3
+    // instructions a byte. (Debug builds check anyway.)
+    unsafe { HeaderValue::from_maybe_shared_unchecked(value) }
+}
+
+/// A Host value made of name characters with at most a numeric port: what nearly every request
+/// sends, accepted without building an `Authority` (which copies the value to parse it).
+fn plain_host(host: &[u8]) -> bool {
+    let (name, port) = match host.iter().rposition(|&b| b == b':') {
+        Some(colon) => (&host[..colon], &host[colon + 1..]),
+        None => (host, &b"0"[..]),
+    };
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && (1..=5).contains(&port.len())
+        && port.iter().all(u8::is_ascii_digit)
 }
 
 /// The tokens of the Connection field that matter to the server itself.
@@ -390,6 +416,40 @@ mod tests {
             err("GET / HTTP/1.1\r\nHost: a b\r\n\r\n").status(),
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[test]
+    fn field_values_keep_obs_text_and_refuse_control_bytes() {
+        let raw = &b"GET / HTTP/1.1\r\nHost: x\r\nX-A: caf\xe9\tok\r\n\r\n"[..];
+        let head = parse(&mut BytesMut::from(raw), 65536).unwrap().unwrap();
+        assert_eq!(head.headers["x-a"].as_bytes(), b"caf\xe9\tok");
+        for bad in [0x00u8, 0x01, 0x7f] {
+            let mut raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a".to_vec();
+            raw.extend_from_slice(&[bad, b'b', b'\r', b'\n', b'\r', b'\n']);
+            let refused = parse(&mut BytesMut::from(&raw[..]), 65536).expect_err("refused");
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad:#x}");
+        }
+    }
+
+    #[test]
+    fn the_plain_host_shortcut_accepts_only_what_authority_parsing_accepts() {
+        let plain = ["example.com", "a", "127.0.0.1:8080", "x-y.z:1", "h:65535"];
+        let other = [
+            "a b", "h:", ":80", "h:123456", "h:8a", "[::1]:80", "u@h", "h/p", "h:1:2", "é.com",
+        ];
+        for host in plain {
+            assert!(plain_host(host.as_bytes()), "{host}");
+            assert!(http::uri::Authority::try_from(host).is_ok(), "{host}");
+        }
+        for host in other {
+            assert!(!plain_host(host.as_bytes()), "{host}");
+        }
+        // Those that are not plain still get the full check.
+        for raw in ["h:1:2", "u@", "h/p", "[::1"] {
+            let req = format!("GET / HTTP/1.1\r\nHost: {raw}\r\n\r\n");
+            assert_eq!(err(&req).status(), StatusCode::BAD_REQUEST, "{raw}");
+        }
+        ok("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The upstream side of HTTP/1.1 on the wire, pure: encoding a request head, parsing a
 //! response head and deciding how its body is delimited (RFC 9112 §6.3).
 
+use crate::field_names::RESPONSE_NAMES;
+use crate::h1::head::parsed_value;
 use bytes::BytesMut;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, Method, StatusCode};
 use std::mem::MaybeUninit;
 
 const MAX_HEADERS: usize = 128;
@@ -154,24 +156,28 @@ pub fn parse_response_head(
     let mut transfer_encoding = None;
     // A 101's Upgrade and Connection are for the tunnel, which the proxy layer sets up.
     let strip = status != StatusCode::SWITCHING_PROTOCOLS;
-    for field in response.headers.iter() {
-        // Hop-by-hop fields are read here and kept out of the map (RFC 9110 §7.6.1), so
-        // forwarding has nothing to strip: most origins send `Connection: keep-alive`.
-        let hop = hop_by_hop(field.name);
-        match hop {
-            Some(HopField::KeepAlive) => keep_alive.add(field.value),
-            Some(HopField::Connection) => connection.add(field.value),
-            Some(HopField::TransferEncoding) => transfer_encoding = Some(field.value),
-            Some(HopField::Other) | None => {}
+    RESPONSE_NAMES.with_borrow_mut(|names| {
+        for (i, field) in response.headers.iter().enumerate() {
+            // Hop-by-hop fields are read here and kept out of the map (RFC 9110 §7.6.1), so
+            // forwarding has nothing to strip: most origins send `Connection: keep-alive`.
+            let hop = hop_by_hop(field.name);
+            match hop {
+                Some(HopField::KeepAlive) => keep_alive.add(field.value),
+                Some(HopField::Connection) => connection.add(field.value),
+                Some(HopField::TransferEncoding) => transfer_encoding = Some(field.value),
+                Some(HopField::Other) | None => {}
+            }
+            if strip && hop.is_some() {
+                continue;
+            }
+            let name = names
+                .name(i, field.name.as_bytes())
+                .map_err(|_| WireError::Malformed("bad header name"))?;
+            let start = field.value.as_ptr() as usize - base;
+            spans.push((name, start, start + field.value.len()));
         }
-        if strip && hop.is_some() {
-            continue;
-        }
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| WireError::Malformed("bad header name"))?;
-        let start = field.value.as_ptr() as usize - base;
-        spans.push((name, start, start + field.value.len()));
-    }
+        Ok(())
+    })?;
     // The last line carries the final coding (RFC 9112 §6.3); kept for framing.
     let transfer_encoding = transfer_encoding.map(|v| {
         let start = v.as_ptr() as usize - base;
@@ -181,9 +187,7 @@ pub fn parse_response_head(
     // Room for the fields Velox adds (Via, Cache-Status, Age, request id) without a regrow.
     let mut headers = HeaderMap::with_capacity(spans.len() + 6);
     for (name, start, end) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| WireError::Malformed("bad header value"))?;
-        headers.append(name, value);
+        headers.append(name, parsed_value(head.slice(start..end)));
     }
     if strip {
         for name in &connection.named {
@@ -299,6 +303,7 @@ pub fn response_framing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn parse(raw: &str) -> Result<Option<ResponseHead>, WireError> {
         parse_response_head(&mut BytesMut::from(raw), 65536)
@@ -477,5 +482,9 @@ mod tests {
             WireError::TooLarge
         );
         assert!(parse("NOT HTTP\r\n\r\n").is_err());
+        // Field values are taken as httparse checked them: control bytes never get through.
+        for bad in ["\u{0}", "\u{1}", "\u{7f}"] {
+            assert!(parse(&format!("HTTP/1.1 200 OK\r\nX: a{bad}b\r\n\r\n")).is_err());
+        }
     }
 }

@@ -532,6 +532,32 @@ async fn upstream_with_nothing_listening_gives_502() {
     assert!(reply.body.len() < 512, "long error body: {body:?}");
 }
 
+/// The first-byte timer stays with a pooled origin connection between requests: it must
+/// neither fire early on a connection whose timer ran out while idle, nor fail to fire later.
+#[tokio::test]
+async fn a_pooled_connection_times_each_response_afresh() {
+    let origin = start_origin().await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let config = one_upstream_config(addr, admin, origin.addr, "first_byte_timeout = \"1s\"");
+    let velox = Velox::start(&config, addr, admin).await;
+    assert_eq!(get(&velox.url("/slow?ms=10")).await.status, 200);
+    // The timer of the now idle connection passes its deadline.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..3 {
+        let fast = get(&velox.url("/slow?ms=300")).await;
+        assert_eq!(fast.status, 200, "{:?}", fast.header("x-velox-error"));
+    }
+    let started = Instant::now();
+    let slow = get(&velox.url("/slow?ms=5000")).await;
+    let elapsed = started.elapsed();
+    assert_eq!(slow.status, 504);
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(3500),
+        "504 after {elapsed:?}, expected about 1s"
+    );
+    assert_eq!(get(&velox.url("/slow?ms=10")).await.status, 200);
+}
+
 #[tokio::test]
 async fn slow_upstream_gives_504_after_first_byte_timeout() {
     let origin = start_origin().await;

@@ -4,6 +4,7 @@
 use http::uri::{Authority, Scheme};
 use rustls::pki_types::ServerName;
 use socket2::SockRef;
+use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -12,36 +13,90 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-pub enum Stream {
+pub enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl AsyncRead for Stream {
+/// A connection to an origin, with the timer that bounds its wait for each response head.
+pub struct Stream {
+    pub io: Io,
+    first_byte: FirstByteTimer,
+}
+
+impl Stream {
+    fn new(io: Io) -> Stream {
+        Stream {
+            io,
+            first_byte: FirstByteTimer(None),
+        }
+    }
+
+    /// The socket and the first-byte timer, borrowed apart.
+    pub fn parts(&mut self) -> (&mut Io, &mut FirstByteTimer) {
+        (&mut self.io, &mut self.first_byte)
+    }
+}
+
+/// One connection's first-byte timer, armed for each request and kept, still registered,
+/// between them: moving a registered tokio timer's deadline later is one atomic operation,
+/// while a fresh timer per request takes the timer wheel's lock twice (to insert it and to
+/// remove it). When the deadline passes on an idle connection, the timer wakes its last task
+/// once, harmlessly.
+pub struct FirstByteTimer(Option<Pin<Box<Sleep>>>);
+
+impl FirstByteTimer {
+    /// Waits for `read` for at most `limit`; `None` if the time ran out first.
+    pub async fn within<F: Future>(&mut self, limit: Duration, read: F) -> Option<F::Output> {
+        let now = tokio::time::Instant::now();
+        // As `tokio::time::timeout` does: a limit past any clock is a very distant deadline.
+        let deadline = now
+            .checked_add(limit)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        let timer = match &mut self.0 {
+            Some(timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            slot @ None => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        let mut read = std::pin::pin!(read);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = read.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await
+    }
+}
+
+impl AsyncRead for Io {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Stream {
+impl AsyncWrite for Io {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -51,8 +106,8 @@ impl AsyncWrite for Stream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -62,16 +117,56 @@ impl AsyncWrite for Stream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -79,9 +174,9 @@ impl Stream {
     /// Whether the origin has neither closed the connection nor sent anything unasked (a
     /// TLS close_notify included): one non-blocking peek at the socket, which consumes nothing.
     pub fn seems_open(&self) -> bool {
-        let tcp = match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+        let tcp = match &self.io {
+            Io::Plain(s) => s,
+            Io::Tls(s) => s.get_ref().0,
         };
         let mut byte = [MaybeUninit::uninit()];
         // A real syscall, not tokio's cached readiness: a FIN that just arrived counts too.
@@ -209,11 +304,11 @@ impl Server {
                 .map_err(|e| ConnectError::Failed(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
             match &self.tls {
-                None => Ok(Stream::Plain(tcp)),
+                None => Ok(Stream::new(Io::Plain(tcp))),
                 Some((connector, name)) => connector
                     .connect(name.clone(), tcp)
                     .await
-                    .map(|tls| Stream::Tls(Box::new(tls)))
+                    .map(|tls| Stream::new(Io::Tls(Box::new(tls))))
                     .map_err(|e| ConnectError::Failed(format!("TLS: {e}"))),
             }
         };
@@ -226,6 +321,31 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_first_byte_timer_times_each_wait_afresh() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let limit = Duration::from_millis(100);
+            let mut timer = FirstByteTimer(None);
+            assert_eq!(timer.within(limit, async { 1 }).await, Some(1));
+            // The kept timer passes its deadline while nothing waits on it.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let later = tokio::time::sleep(Duration::from_millis(50));
+            assert_eq!(timer.within(limit, later).await, Some(()));
+            for _ in 0..3 {
+                let started = Instant::now();
+                let never = std::future::pending::<()>();
+                assert_eq!(timer.within(limit, never).await, None);
+                let waited = started.elapsed();
+                assert!(waited >= limit && waited < limit * 5, "{waited:?}");
+            }
+            assert_eq!(timer.within(Duration::MAX, async { 2 }).await, Some(2));
+        });
+    }
 
     #[test]
     fn idle_limit_stays_inside_the_announced_timeout() {

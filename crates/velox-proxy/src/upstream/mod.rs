@@ -12,7 +12,7 @@ use crate::body::Body;
 use crate::transport::{Duplex, Upgraded};
 use body::{PoolReturn, UpstreamBody};
 use bytes::BytesMut;
-use conn::{ConnectError, Server, Stream};
+use conn::{ConnectError, Io, Server, Stream};
 use http::uri::Scheme;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
@@ -235,23 +235,21 @@ impl Upstream {
 
         // The first-byte clock starts once the request, body included, is sent.
         let mut buf = BytesMut::new();
-        let read = tokio::time::timeout(
-            self.first_byte_timeout,
-            read_final_head(&mut stream, &mut buf, on_interim),
-        );
-        let response_head = match read.await {
-            Err(_) => return Err(Failure::Error(UpstreamError::FirstByteTimeout)),
-            Ok(Err(HeadFailure::ClosedEarly)) if reused => return Err(Failure::Stale),
-            Ok(Err(HeadFailure::ClosedEarly)) => {
+        let (io, first_byte) = stream.parts();
+        let read = read_final_head(io, &mut buf, on_interim);
+        let response_head = match first_byte.within(self.first_byte_timeout, read).await {
+            None => return Err(Failure::Error(UpstreamError::FirstByteTimeout)),
+            Some(Err(HeadFailure::ClosedEarly)) if reused => return Err(Failure::Stale),
+            Some(Err(HeadFailure::ClosedEarly)) => {
                 return Err(Failure::Error(UpstreamError::Failed(
                     "the origin closed the connection".into(),
                 )))
             }
-            Ok(Err(HeadFailure::Io(e))) => return Err(failed(e)),
-            Ok(Err(HeadFailure::Wire(e))) => {
+            Some(Err(HeadFailure::Io(e))) => return Err(failed(e)),
+            Some(Err(HeadFailure::Wire(e))) => {
                 return Err(Failure::Error(UpstreamError::Failed(e.to_string())))
             }
-            Ok(Ok(head)) => head,
+            Some(Ok(head)) => head,
         };
         let mut response = Response::new(crate::body::empty());
         *response.status_mut() = response_head.status;
@@ -315,7 +313,7 @@ pub type OnInterim<'a> = dyn Fn(StatusCode, &HeaderMap) + Sync + 'a;
 /// Reads response heads until a final one; 1xx other than 101 are interim, given to
 /// `on_interim`.
 async fn read_final_head(
-    stream: &mut Stream,
+    stream: &mut Io,
     buf: &mut BytesMut,
     on_interim: &OnInterim<'_>,
 ) -> Result<wire::ResponseHead, HeadFailure> {

@@ -281,6 +281,15 @@ fn sample(threshold: u64) -> bool {
         })
 }
 
+/// The host a request named, as routing reads it: its target's authority (HTTP/2's
+/// `:authority`, an absolute-form target), else its Host field.
+fn logged_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => req.headers().get(http::header::HOST).cloned(),
+    }
+}
+
 /// One request being recorded, from routing to the response head; borrows its route's cells
 /// (no reference counting for the usual response, recorded with its head).
 pub struct Recording<'a> {
@@ -355,11 +364,7 @@ impl Scope {
                 } else {
                     None
                 },
-                host: if log {
-                    req.headers().get(http::header::HOST).cloned()
-                } else {
-                    None
-                },
+                host: if log { logged_host(req) } else { None },
                 client,
                 request_id,
                 status: 0,

@@ -633,6 +633,38 @@ async fn access_log_writes_one_json_line_per_request() {
     drop(velox);
 }
 
+/// HTTP/2 names the host in `:authority`, not in a Host field: the log takes it from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_names_the_host_of_an_h2_request() {
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let origin = start_origin().await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("access.log");
+    let extra = format!(
+        "[access_log]\nenabled = true\npath = \"{}\"\n",
+        log.display()
+    );
+    let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let h2 = http::Request::get(velox.url("/bytes/10"))
+        .body(Empty::new())
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(15), client.request(h2))
+        .await
+        .expect("h2c response within 15s")
+        .expect("h2c response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let lines = wait_for_lines(&log, 1).await;
+    assert_eq!(lines[0]["host"], format!("127.0.0.1:{}", addr.port()));
+    assert_eq!(lines[0]["route"], "site");
+    drop(velox);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_buffer_drops_and_counts_lines_without_blocking() {
     let origin = start_origin().await;

@@ -2,6 +2,7 @@
 
 use http::header::{Entry, HeaderName, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
 use http::{HeaderMap, HeaderValue, Version};
+use std::cell::RefCell;
 use std::net::IpAddr;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -77,24 +78,21 @@ fn append_to_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
-/// A client address as a field value, written without the formatting machinery.
+/// A client address as a field value. Consecutive requests on a thread mostly come from the
+/// same client (keep-alive), so the last value is kept and shared (a reference count) rather
+/// than formatted and allocated again.
 fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
-    let IpAddr::V4(v4) = ip else {
-        return HeaderValue::try_from(ip.to_string()).ok();
-    };
-    let mut buf = [0u8; 15];
-    let mut len = 0;
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            buf[len] = b'.';
-            len += 1;
-        }
-        let mut digits = itoa::Buffer::new();
-        let digits = digits.format(octet).as_bytes();
-        buf[len..len + digits.len()].copy_from_slice(digits);
-        len += digits.len();
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
     }
-    HeaderValue::from_bytes(&buf[..len]).ok()
+    LAST.with_borrow_mut(|last| match last {
+        Some((seen, value)) if *seen == ip => Some(value.clone()),
+        _ => {
+            let value = HeaderValue::try_from(ip.to_string()).ok()?;
+            *last = Some((ip, value.clone()));
+            Some(value)
+        }
+    })
 }
 
 /// The `X-Forwarded-*` fields an origin behind Velox expects.
@@ -168,6 +166,21 @@ pub fn add_via(headers: &mut HeaderMap, received: Version, via: &Via) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_addresses_as_values_whether_kept_or_new() {
+        for ip in [
+            "10.0.0.1",
+            "10.0.0.1",
+            "192.168.1.255",
+            "::1",
+            "10.0.0.1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip).unwrap(), ip.to_string().as_str());
+        }
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -17,15 +17,26 @@ const veloxBin = process.env.VELOX_BIN || path.join(root, "target/debug/velox");
 const screenshot = process.env.SCREENSHOT || path.join(root, "target/test-artifacts/dashboard.png");
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 
-function freePort() {
-  return new Promise((resolve, reject) => {
+// A port free right now, chosen below the kernel's ephemeral range (32768 and up on Linux): a port
+// the kernel handed out for listening can be taken by an outgoing connection (the demo's own
+// requests to its origin) before Velox binds it.
+function portIsFree(port) {
+  return new Promise((resolve) => {
     const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
   });
+}
+const taken = new Set();
+async function freePort() {
+  for (let i = 0; i < 1000; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (!taken.has(port) && (await portIsFree(port))) {
+      taken.add(port);
+      return port;
+    }
+  }
+  throw new Error("no free port below the ephemeral range");
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

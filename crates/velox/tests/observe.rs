@@ -511,18 +511,42 @@ async fn request_ids_reach_the_origin_and_the_client() {
     assert_eq!(own.json()["headers"]["x-request-id"][0], "abc-123");
 }
 
-#[tokio::test]
-async fn a_reload_reopens_the_access_log_after_rotation() {
+/// A Velox (with its origin) writing the JSON access log to a file in a fresh directory; the
+/// directory and the origin live as long as this.
+struct Logged {
+    velox: Velox,
+    log: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    _origin: Origin,
+}
+
+async fn start_logged() -> Logged {
     let origin = start_origin().await;
     let (addr, admin) = (free_addr(), free_addr());
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("access.log");
-    let rotated = dir.path().join("access.log.1");
     let extra = format!(
         "[access_log]\nenabled = true\npath = \"{}\"\n",
         log.display()
     );
     let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
+    Logged {
+        velox,
+        log,
+        dir,
+        _origin: origin,
+    }
+}
+
+#[tokio::test]
+async fn a_reload_reopens_the_access_log_after_rotation() {
+    let Logged {
+        velox,
+        log,
+        dir,
+        _origin,
+    } = start_logged().await;
+    let rotated = dir.path().join("access.log.1");
     get(&velox.url("/bytes/1?before")).await;
     wait_for_lines(&log, 1).await;
 
@@ -531,7 +555,7 @@ async fn a_reload_reopens_the_access_log_after_rotation() {
     get(&velox.url("/bytes/1?between")).await;
     let reload = request(
         "POST",
-        &format!("http://{admin}/api/reload"),
+        &format!("http://{}/api/reload", velox.admin),
         &[("authorization", "Bearer secret")],
         b"",
     )
@@ -571,15 +595,8 @@ async fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_writes_one_json_line_per_request() {
-    let origin = start_origin().await;
-    let (addr, admin) = (free_addr(), free_addr());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("access.log");
-    let extra = format!(
-        "[access_log]\nenabled = true\npath = \"{}\"\n",
-        log.display()
-    );
-    let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
+    let logged = start_logged().await;
+    let (velox, log) = (&logged.velox, &logged.log);
 
     get(&velox.url("/cache/log")).await;
     get(&velox.url("/cache/log")).await;
@@ -590,7 +607,7 @@ async fn access_log_writes_one_json_line_per_request() {
         b"",
     )
     .await;
-    let lines = wait_for_lines(&log, 3).await;
+    let lines = wait_for_lines(log, 3).await;
     let first = &lines[0];
     for field in [
         "time",
@@ -630,39 +647,19 @@ async fn access_log_writes_one_json_line_per_request() {
     assert_eq!(lines[2]["host"], "raw.test");
     assert_eq!(lines[2]["request_id"], "req-7");
     assert_eq!(lines[2]["cache"], "bypass");
-    drop(velox);
+    drop(logged);
 }
 
 /// HTTP/2 names the host in `:authority`, not in a Host field: the log takes it from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_names_the_host_of_an_h2_request() {
-    use http_body_util::Empty;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-    let origin = start_origin().await;
-    let (addr, admin) = (free_addr(), free_addr());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("access.log");
-    let extra = format!(
-        "[access_log]\nenabled = true\npath = \"{}\"\n",
-        log.display()
-    );
-    let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
-    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
-    let h2 = http::Request::get(velox.url("/bytes/10"))
-        .body(Empty::new())
-        .expect("request");
-    let response = tokio::time::timeout(Duration::from_secs(15), client.request(h2))
-        .await
-        .expect("h2c response within 15s")
-        .expect("h2c response");
-    assert_eq!(response.version(), http::Version::HTTP_2);
-    let lines = wait_for_lines(&log, 1).await;
-    assert_eq!(lines[0]["host"], format!("127.0.0.1:{}", addr.port()));
+    let logged = start_logged().await;
+    let (velox, log) = (&logged.velox, &logged.log);
+    h2c_get(&velox.url("/bytes/10")).await;
+    let lines = wait_for_lines(log, 1).await;
+    assert_eq!(lines[0]["host"], format!("127.0.0.1:{}", velox.addr.port()));
     assert_eq!(lines[0]["route"], "site");
-    drop(velox);
+    drop(logged);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

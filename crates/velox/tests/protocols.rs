@@ -6,9 +6,8 @@ use common::*;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -340,17 +339,7 @@ async fn http10_without_keep_alive_is_closed_after_the_response() {
 async fn h2c_prior_knowledge_reaches_the_origin_with_via_2() {
     let origin = start_origin().await;
     let velox = Velox::basic(origin.addr).await;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
-    let request = http::Request::get(velox.url("/echo?via=h2c"))
-        .body(Empty::new())
-        .expect("request");
-    let response = tokio::time::timeout(Duration::from_secs(15), client.request(request))
-        .await
-        .expect("h2c response within 15s")
-        .expect("h2c response");
-    assert_eq!(response.version(), http::Version::HTTP_2);
+    let response = h2c_get(&velox.url("/echo?via=h2c")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response

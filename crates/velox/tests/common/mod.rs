@@ -283,3 +283,19 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], limit: Duration) -> String {
     let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// One GET over h2c (HTTP/2 with prior knowledge) to `url`, within 15 s.
+pub async fn h2c_get(url: &str) -> http::Response<hyper::body::Incoming> {
+    let client: Client<_, http_body_util::Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let request = http::Request::get(url)
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(15), client.request(request))
+        .await
+        .expect("h2c response within 15s")
+        .expect("h2c response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    response
+}

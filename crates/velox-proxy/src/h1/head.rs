@@ -1,4 +1,5 @@
-//! Parsing a request head and deciding its framing (RFC 9112 §2-§6). Pure: bytes in, decision out.
+//! Parsing a request head and deciding its framing (RFC 9112 §2-§6). Pure: bytes in, decision out
+//! (field names go through a per-thread memo of a pure function, `field_names`).
 
 use crate::field_names::REQUEST_NAMES;
 use bytes::{Bytes, BytesMut};

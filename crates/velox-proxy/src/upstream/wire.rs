@@ -1,5 +1,6 @@
 //! The upstream side of HTTP/1.1 on the wire, pure: encoding a request head, parsing a
-//! response head and deciding how its body is delimited (RFC 9112 §6.3).
+//! response head and deciding how its body is delimited (RFC 9112 §6.3). Field names go through
+//! a per-thread memo of a pure function (`field_names`).
 
 use crate::field_names::RESPONSE_NAMES;
 use crate::h1::head::parsed_value;

@@ -16,6 +16,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# The debug build and its test binaries take about 2 GiB: say so plainly rather than let the
+# linker fail half-way with "No space left on device".
+need_kib=$((3 * 1024 * 1024))
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ -n "$free_kib" ] && [ "$free_kib" -lt "$need_kib" ]; then
+  echo "error: the build needs about 3 GiB free disk here; only $((free_kib / 1024)) MiB are free" >&2
+  exit 1
+fi
+
 # Enough descriptors for the connection-heavy tests.
 ulimit -n 65536 2>/dev/null || true
 

@@ -340,6 +340,24 @@ impl AccessLog {
         } = &mut *batch;
         event.write_json(bytes, clock);
         *lines += 1;
+        prefetch_next_line(bytes);
+    }
+}
+
+/// Asks the CPU to fetch the memory the next line will go to, so that it is in cache when that
+/// line is written (a request later) instead of each line waiting for its cache lines: the batch
+/// moves through about a megabyte between two writes, memory no recent request has touched.
+#[inline]
+fn prefetch_next_line(batch: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let next = batch.as_ptr_range().end;
+        for offset in (0..LINE_HINT).step_by(64) {
+            // SAFETY: a prefetch only hints the cache; it neither reads nor writes memory
+            // as far as the program is concerned, and never faults, even past the buffer.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(offset).cast()) };
+        }
     }
 }
 

@@ -15,8 +15,10 @@
 #             `public, max-age=3600`): Velox (default cache), nginx proxy_cache, Varnish
 #             (default caching VCL); hits verified by response headers and by the origin's
 #             request counter (stub_status) staying flat during each measured run.
-# Scenario D: Velox 1 KiB hits with observability on (metrics + request ids, the defaults),
-#             off (metrics = false, request_id = false), and on plus the JSON access log.
+# Scenario D: Velox 1 KiB and 100 KiB hits with observability on (metrics + request ids, the
+#             defaults), off (metrics = false, request_id = false), and on plus the JSON access
+#             log; and, for comparison, nginx's 1 KiB proxy_cache hits with its access log off
+#             and on (a JSON line of the same fields, buffered).
 # Scenario E: the ceiling for 1 KiB hits: bench/canned.c (epoll, a prebuilt 1 KiB response to
 #             every request head, no HTTP work), nginx proxy_cache hits and Velox hits, with
 #             user and system CPU microseconds per request; only with --only-e.
@@ -332,10 +334,19 @@ NGINX_EQ_DIRECTIVES='proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for
             add_header X-Request-Id $request_id;
             add_header Cache-Status "nginx; fwd=bypass";'
 
-# start_nginx [NAME [DIRECTIVES]]: nginx as a reverse proxy: 1 worker, keep-alive to the origin, no
-# access log. DIRECTIVES go into the "/" location: "nginx" has none, "nginx_eq" $NGINX_EQ_DIRECTIVES.
+# nginx's access log for scenario D's peer comparison: the fields of Velox's JSON line, buffered
+# (written when 256 KiB are full, or after a second), as a production nginx would log.
+NGINX_LOG_FORMAT='log_format velox_json escape=json '"'"'{"time":"$time_iso8601","client":"$remote_addr",'"'"'
+        '"'"'"method":"$request_method","host":"$host","path":"$request_uri","status":$status,'"'"'
+        '"'"'"bytes":$body_bytes_sent,"duration_ms":$request_time,"upstream_ms":"$upstream_response_time",'"'"'
+        '"'"'"cache":"$upstream_cache_status","route":"cached","request_id":"$request_id"}'"'"';'
+
+# start_nginx [NAME [DIRECTIVES [CACHED_DIRECTIVES]]]: nginx as a reverse proxy: 1 worker, keep-alive
+# to the origin, no access log. DIRECTIVES go into the "/" location: "nginx" has none, "nginx_eq"
+# $NGINX_EQ_DIRECTIVES. CACHED_DIRECTIVES go into the "/cached/" location: "nginx_log" (scenario D)
+# turns the access log on there.
 start_nginx() {
-    local name="${1:-nginx}" extra="${2:-}"
+    local name="${1:-nginx}" extra="${2:-}" cached_extra="${3:-}"
     local d="$TMP/$name" port
     mkdir -p "$d/tmp"
     port=$(free_port)
@@ -348,6 +359,7 @@ daemon off;
 events { worker_connections 20000; }
 http {
     access_log off;
+    $NGINX_LOG_FORMAT
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     client_body_temp_path $d/tmp/body;
@@ -378,6 +390,7 @@ http {
             proxy_cache hits;
             proxy_cache_valid 200 1h;
             add_header X-Cache-Status \$upstream_cache_status always;
+            $cached_extra
         }
     }
 }
@@ -443,7 +456,7 @@ is_hit() {
     [[ "$out" == "200 $want" ]] || return 1
     case "$name" in
         velox*) hdr='^cache-status: velox; hit' ;;
-        nginx) hdr='^x-cache-status: hit' ;;
+        nginx|nginx_log) hdr='^x-cache-status: hit' ;;
         varnish) hdr='^x-cache: hit' ;;
         canned) return 0 ;;
         *) return 1 ;;
@@ -636,6 +649,11 @@ scenario_d() {
     log "scenario D: Velox 1 KiB hits, observability off / on (defaults) / on + access log"
     POST_HOOK=access_log_lines
     hit_rounds obs "scenario D" /cached/1k velox_off velox velox_log
+    # The same cost on larger hits, and what nginx's own access log costs its 1 KiB hits.
+    log "scenario D: Velox 100 KiB hits, observability off / on / on + access log"
+    hit_rounds obs100k "scenario D (100 KiB)" /cached/100k velox_off velox velox_log
+    log "scenario D: nginx 1 KiB proxy_cache hits, access log off / on"
+    hit_rounds logpeer "scenario D (nginx)" /cached/1k nginx nginx_log
     unset POST_HOOK
 }
 
@@ -704,8 +722,9 @@ main() {
         start_velox velox_off $'[observe]\nmetrics = false\nrequest_id = false'
         start_velox velox_log $'[access_log]\nenabled = true\npath = "'"$TMP/velox_log/access.log"'"'
         : > "$TMP/velox_log/access.log"   # drop the start-up probe's line
-        servers+=(velox_off velox_log)
-        log "scenario D ports: velox_off $VELOX_OFF_PORT, velox_log $VELOX_LOG_PORT"
+        start_nginx nginx_log "" "access_log $TMP/nginx_log/access.log velox_json buffer=256k flush=1s;"
+        servers+=(velox_off velox_log nginx_log)
+        log "scenario D ports: velox_off $VELOX_OFF_PORT, velox_log $VELOX_LOG_PORT, nginx_log $NGINX_LOG_PORT"
     fi
     if [[ $RUN_E -eq 1 ]]; then
         start_canned

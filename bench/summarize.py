@@ -4,7 +4,8 @@
 Input lines (results TSV, space separated):
   KIND TARGET ROUND CPU_TICKS CLK_TCK requests=.. duration_us=.. p50_us=.. p99_us=.. err_*=..
   KIND is "tput" (wrk -c$CONNS) or "lat"/"lat1cpu" (wrk -c1) for scenario A, "hit1k"/"hit100k"
-  for scenario C (cache hits), "obs" for scenario D (Velox observability on/off), "ceil1k" for
+  for scenario C (cache hits), "obs"/"obs100k" for scenario D (Velox observability on/off, 1 KiB
+  and 100 KiB hits), "logpeer" for scenario D's nginx access log on/off, "ceil1k" for
   scenario E (1 KiB hits next to a canned-response server).
   Extra keys: origin_reqs (origin requests during the run), utime_ticks/stime_ticks (the server's
   user and system CPU, CPU_TICKS = their sum), hit_before/hit_after (1 when the proxy reported a
@@ -325,32 +326,48 @@ def main():
                                  f"{fnum(rb, 2)}× {who} ({fnum(vc)} vs {fnum(best)})",
                                  hits_ok and rb is not None and rb >= TARGET_HIT100K_RATIO))
 
-    if any(r["kind"] == "obs" for r in runs):
-        w("## Scenario D: Velox 1 KiB hits, observability on and off\n")
+    for kind, size in (("obs", "1k"), ("obs100k", "100k")):
+        if not any(r["kind"] == kind for r in runs):
+            continue
+        label = "1 KiB" if size == "1k" else "100 KiB"
+        w(f"## Scenario D: Velox {label} hits, observability on and off\n")
         w(f"Three Velox instances with the same config except `[observe]`/`[access_log]`, wrk -t1 -c{a.conns} "
-          f"-d{a.duration}s on `/cached/1k`, medians of {a.rounds} interleaved round(s):\n")
+          f"-d{a.duration}s on `/cached/{size}`, medians of {a.rounds} interleaved round(s):\n")
         for t in VARIANTS:
             w(f"- `{t}`: {VARIANT_DESC[t]}")
         w("")
-        table_rows(VARIANTS, "obs")
+        table_rows(VARIANTS, kind)
         lines = [(int(r.get("log_lines", 0)), int(r["requests"])) for r in runs
-                 if r["target"] == "velox_log" and r["kind"] == "obs"]
+                 if r["target"] == "velox_log" and r["kind"] == kind]
         if lines:
             w("Access-log lines written / requests, per round: "
               + ", ".join(f"{fnum(l)} / {fnum(q)}" for l, q in lines) + "\n")
-        off = med(runs, "velox_off", "obs", "req_per_cpu_s")
-        on = med(runs, "velox", "obs", "req_per_cpu_s")
-        lg = med(runs, "velox_log", "obs", "req_per_cpu_s")
-        offr = med(runs, "velox_off", "obs", "rps")
+        off = med(runs, "velox_off", kind, "req_per_cpu_s")
+        on = med(runs, "velox", kind, "req_per_cpu_s")
+        lg = med(runs, "velox_log", kind, "req_per_cpu_s")
+        offr = med(runs, "velox_off", kind, "rps")
         w("| ratio | req per server CPU-s | req/s |")
         w("|---|---:|---:|")
-        w(f"| metrics + request ids on / off | {fnum(ratio(on, off), 3)}× | {fnum(ratio(med(runs, 'velox', 'obs', 'rps'), offr), 3)}× |")
-        w(f"| metrics + request ids + access log on / off | {fnum(ratio(lg, off), 3)}× | {fnum(ratio(med(runs, 'velox_log', 'obs', 'rps'), offr), 3)}× |")
+        w(f"| metrics + request ids on / off | {fnum(ratio(on, off), 3)}× | {fnum(ratio(med(runs, 'velox', kind, 'rps'), offr), 3)}× |")
+        w(f"| metrics + request ids + access log on / off | {fnum(ratio(lg, off), 3)}× | {fnum(ratio(med(runs, 'velox_log', kind, 'rps'), offr), 3)}× |")
         w("")
         r5 = ratio(lg, off)
-        verdicts.append(("5", f"hits with metrics and access logging on ≥ {TARGET_OBS_RATIO}× both off (req per server CPU-s)",
+        verdicts.append(("5", f"{label} hits with metrics and access logging on ≥ {TARGET_OBS_RATIO}× both off (req per server CPU-s)",
                          f"{fnum(r5, 3)}× ({fnum(lg)} vs {fnum(off)}); metrics + ids alone {fnum(ratio(on, off), 3)}×",
                          r5 is not None and r5 >= TARGET_OBS_RATIO))
+
+    if any(r["kind"] == "logpeer" for r in runs):
+        w("## Scenario D, peer: nginx's access log on its 1 KiB proxy_cache hits\n")
+        w("nginx as in scenario C (`nginx`, no access log) next to `nginx_log`, the same with a JSON access log "
+          f"of the fields Velox logs (`escape=json`, `buffer=256k flush=1s`), wrk -t1 -c{a.conns} -d{a.duration}s "
+          f"on `/cached/1k`, medians of {a.rounds} interleaved round(s):\n")
+        table_rows(["nginx", "nginx_log"], "logpeer")
+        nl = ratio(med(runs, "nginx_log", "logpeer", "req_per_cpu_s"), med(runs, "nginx", "logpeer", "req_per_cpu_s"))
+        nr = ratio(med(runs, "nginx_log", "logpeer", "rps"), med(runs, "nginx", "logpeer", "rps"))
+        w("| ratio | req per server CPU-s | req/s |")
+        w("|---|---:|---:|")
+        w(f"| nginx access log on / off | {fnum(nl, 3)}× | {fnum(nr, 3)}× |")
+        w("")
 
     if any(r["kind"] == "ceil1k" for r in runs):
         w("## Scenario E: the ceiling for 1 KiB hits\n")

@@ -90,6 +90,13 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// Normalises an authority for comparison: drops userinfo, lowercases the host,
 /// removes an empty or default port (RFC 9110 §4.2.3). `scheme` must be lowercase.
 pub fn normalize_authority(scheme: &str, authority: &str) -> String {
+    let mut out = String::with_capacity(authority.len());
+    push_normalized_authority(&mut out, default_port(scheme), authority);
+    out
+}
+
+/// [`normalize_authority`], appended to `out`; `default` is the scheme's default port.
+fn push_normalized_authority(out: &mut String, default: Option<u16>, authority: &str) {
     // One pass from the end finds the userinfo '@', an IPv6 literal's ']' and the port's ':'.
     let bytes = authority.as_bytes();
     let (mut at, mut bracket, mut colon) = (None, None, None);
@@ -111,30 +118,36 @@ pub fn normalize_authority(scheme: &str, authority: &str) -> String {
         Some(i) => (&authority[start..i], Some(&authority[i + 1..])),
         None => (&authority[start..], None),
     };
-    let mut out = String::with_capacity(authority.len() - start);
+    let host_start = out.len();
     out.push_str(host);
-    out.make_ascii_lowercase();
+    out[host_start..].make_ascii_lowercase();
     match port {
         None | Some("") => {}
         Some(p) => {
             let port = p.parse::<u16>().ok();
-            if port.is_none() || port != default_port(scheme) {
+            if port.is_none() || port != default {
                 out.push(':');
                 out.push_str(p);
             }
         }
     }
-    out
 }
 
 /// Uppercases the hex digits of well-formed percent-escapes; leaves everything else.
 pub fn normalize_percent_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_percent_case(&mut out, s);
+    out
+}
+
+/// [`normalize_percent_case`], appended to `out`.
+fn push_percent_case(out: &mut String, s: &str) {
     // Most targets have no escapes at all.
     if !s.contains('%') {
-        return s.to_owned();
+        out.push_str(s);
+        return;
     }
     let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
@@ -154,7 +167,6 @@ pub fn normalize_percent_case(s: &str) -> String {
             i = end;
         }
     }
-    out
 }
 
 fn utf8_len(first: u8) -> usize {
@@ -166,9 +178,14 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
+/// A byte [`escape_into`] copies as it is (unless the caller names it in `extra`).
+fn stands_for_itself(b: u8) -> bool {
+    b != b'\\' && (0x21..=0x7e).contains(&b)
+}
+
 /// Escapes bytes injectively into printable ASCII without spaces.
 fn escape_into(out: &mut String, bytes: &[u8], extra: &[u8]) {
-    let plain = |b: u8| b != b'\\' && (0x21..=0x7e).contains(&b) && !extra.contains(&b);
+    let plain = |b: u8| stands_for_itself(b) && !extra.contains(&b);
     let mut rest = bytes;
     while !rest.is_empty() {
         // Copy the run of bytes that stand for themselves in one go.
@@ -198,22 +215,33 @@ pub fn normalized_uri(
     path_and_query: &str,
     rules: &KeyRules,
 ) -> String {
-    let scheme = scheme.to_ascii_lowercase();
-    let authority = normalize_authority(&scheme, authority);
+    let mut uri = String::with_capacity(scheme.len() + 3 + authority.len() + path_and_query.len());
+    push_normalized_uri(&mut uri, scheme, authority, path_and_query, rules);
+    uri
+}
+
+/// [`normalized_uri`], appended to `uri`: the key is built in one buffer, no piece on its own.
+fn push_normalized_uri(
+    uri: &mut String,
+    scheme: &str,
+    authority: &str,
+    path_and_query: &str,
+    rules: &KeyRules,
+) {
+    let scheme_start = uri.len();
+    uri.push_str(scheme);
+    uri[scheme_start..].make_ascii_lowercase();
+    let default = default_port(&uri[scheme_start..]);
+    uri.push_str("://");
+    push_normalized_authority(uri, default, authority);
     let (path, query) = match path_and_query.find('?') {
         Some(i) => (&path_and_query[..i], Some(&path_and_query[i + 1..])),
         None => (path_and_query, None),
     };
-    let path = if path.is_empty() { "/" } else { path };
-    let path = normalize_percent_case(path);
-    let mut uri = String::with_capacity(scheme.len() + 3 + authority.len() + path_and_query.len());
-    uri.push_str(&scheme);
-    uri.push_str("://");
-    uri.push_str(&authority);
-    uri.push_str(&path);
+    push_percent_case(uri, if path.is_empty() { "/" } else { path });
     if let Some(q) = query {
-        let q = normalize_percent_case(q);
         if rules.rewrites_query() {
+            let q = normalize_percent_case(q);
             let mut params: Vec<&str> = q
                 .split('&')
                 .filter(|p| !p.is_empty())
@@ -234,10 +262,9 @@ pub fn normalized_uri(
             }
         } else {
             uri.push('?');
-            uri.push_str(&q);
+            push_percent_case(uri, q);
         }
     }
-    uri
 }
 
 /// Builds the primary cache key.
@@ -253,9 +280,15 @@ pub fn primary_key(
     headers: &HeaderMap,
     rules: &KeyRules,
 ) -> String {
-    let uri = normalized_uri(scheme, authority, path_and_query, rules);
-    let mut key = String::with_capacity(uri.len() + 16);
-    escape_into(&mut key, uri.as_bytes(), &[]);
+    // The URI is written straight into the key and escaped afterwards only when it has a byte to
+    // escape (a target as received is printable ASCII): one allocation for the usual key.
+    let mut key =
+        String::with_capacity(scheme.len() + 3 + authority.len() + path_and_query.len() + 16);
+    push_normalized_uri(&mut key, scheme, authority, path_and_query, rules);
+    if !key.bytes().all(stands_for_itself) {
+        let uri = std::mem::take(&mut key);
+        escape_into(&mut key, uri.as_bytes(), &[]);
+    }
     for name in &rules.include_headers {
         let mut any = false;
         for v in headers.get_all(name) {
@@ -595,6 +628,23 @@ mod tests {
     fn rfc9111_4_non_ascii_path_escaped_distinct_from_percent_form() {
         assert_ne!(k("/é"), k("/%C3%A9"));
         assert!(k("/é").is_ascii());
+    }
+
+    #[test]
+    fn the_uri_is_escaped_like_any_component_when_it_needs_it() {
+        let key = |pq| {
+            primary_key(
+                "HTTP",
+                "E.com:80",
+                pq,
+                &HeaderMap::new(),
+                &KeyRules::default(),
+            )
+        };
+        assert_eq!(key("/a%2fb?q=%7e"), "http://e.com/a%2Fb?q=%7E");
+        assert_eq!(key("/a\\b"), "http://e.com/a\\\\b");
+        assert_eq!(key("/é"), "http://e.com/\\xC3\\xA9");
+        assert_eq!(key("/a b"), "http://e.com/a\\x20b");
     }
 
     #[test]

@@ -111,12 +111,18 @@ struct RequestFacts {
     directives: Arc<CacheControl>,
     /// The URL's key: where the response, or the marker leading to it, is stored.
     primary: String,
-    /// The full key (URL plus the route's header and cookie parts): what coalesces, and what
-    /// selects among the entries under `primary`. Equal to `primary` when the route adds nothing.
-    full: String,
+    /// The full key (URL plus the route's header and cookie parts), when the route adds any:
+    /// see [`RequestFacts::full`].
+    full: Option<String>,
 }
 
 impl RequestFacts {
+    /// The full key: what coalesces, and what selects among the entries under `primary`.
+    /// `primary` itself when the route adds nothing to the URL.
+    fn full(&self) -> &str {
+        self.full.as_deref().unwrap_or(&self.primary)
+    }
+
     /// A fresh body-less request to the origin: the client's, minus its own preconditions and
     /// range, so the response is complete and can serve everyone.
     fn origin_request(&self) -> Request<Body> {
@@ -271,11 +277,15 @@ impl Cache {
     /// Judges a found entry against the purge records: `None` when hard-purged; a soft purge
     /// ends its freshness at the purge time, so it is revalidated (or served under
     /// stale-while-revalidate / stale-if-error as its own directives allow).
-    fn unpurged(&self, facts: &RequestFacts, host: &str, entry: Entry) -> Option<Entry> {
+    fn unpurged(&self, facts: &RequestFacts, entry: Entry) -> Option<Entry> {
+        // No live purge record (the usual case): nothing to look up for the subject.
+        if self.purges.is_empty() {
+            return Some(entry);
+        }
         let verdict = self.purges.check(&Subject {
             stored_at: velox_cache::purge::millis(entry.meta.response_time),
             tags: &entry.meta.tags,
-            host,
+            host: request_host(&facts.uri, &facts.headers).unwrap_or(""),
             path: facts.uri.path_and_query().map_or("/", |p| p.as_str()),
             url_key: &facts.primary,
         });
@@ -311,32 +321,17 @@ impl Cache {
         fwd: Forward,
     ) -> Response<Body> {
         let scheme = if fwd.conn.tls { "https" } else { "http" };
-        let authority = request_host(req.uri(), req.headers())
-            .unwrap_or("")
-            .to_owned();
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
+        let authority = request_host(req.uri(), req.headers()).unwrap_or("");
+        let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let primary = primary_key(
             scheme,
-            &authority,
-            &path_and_query,
+            authority,
+            path_and_query,
             req.headers(),
             &route.url_key,
         );
-        let full = if route.key.include_headers.is_empty() && route.key.include_cookies.is_empty() {
-            primary.clone()
-        } else {
-            primary_key(
-                scheme,
-                &authority,
-                &path_and_query,
-                req.headers(),
-                &route.key,
-            )
-        };
+        let full = (!route.key.include_headers.is_empty() || !route.key.include_cookies.is_empty())
+            .then(|| primary_key(scheme, authority, path_and_query, req.headers(), &route.key));
         let show_key = self.expose_key
             || req
                 .headers()
@@ -361,9 +356,11 @@ impl Cache {
         let method = req.method().clone();
         if method.as_str() == "PURGE" {
             let peer = fwd.conn.peer.ip();
-            return self.purge_method(&req, route, scheme, &authority, &path_and_query, peer);
+            return self.purge_method(&req, route, scheme, authority, path_and_query, peer);
         }
         if method != Method::GET && method != Method::HEAD {
+            // Owned: the request goes forward before the invalidations are worked out.
+            let (authority, path_and_query) = (authority.to_owned(), path_and_query.to_owned());
             let mut response = Box::pin(fwd.send(req)).await;
             self.strip_tags(response.headers_mut());
             if !velox_cache::policy::invalidation::is_safe_method(&method) {
@@ -387,11 +384,12 @@ impl Cache {
             }
             set_cache_status(response.headers_mut(), &CacheStatus::forward(Fwd::Method));
             if show_key {
-                append_key(response.headers_mut(), &full);
+                append_key(response.headers_mut(), full.as_deref().unwrap_or(&primary));
             }
             return response;
         }
 
+        let shown_key = show_key.then(|| full.clone().unwrap_or_else(|| primary.clone()));
         let (parts, _) = req.into_parts();
         let facts = RequestFacts {
             method,
@@ -400,11 +398,11 @@ impl Cache {
             version: parts.version,
             headers: parts.headers,
             primary,
-            full: full.clone(),
+            full,
         };
         let now = SystemTime::now();
         let found = match self.lookup(&facts).await {
-            Found::Hit(entry) => match self.unpurged(&facts, &authority, entry) {
+            Found::Hit(entry) => match self.unpurged(&facts, entry) {
                 Some(entry) => Found::Hit(entry),
                 None => Found::Purged,
             },
@@ -433,8 +431,8 @@ impl Cache {
                 response
             }
         };
-        if show_key {
-            append_key(response.headers_mut(), &full);
+        if let Some(key) = shown_key {
+            append_key(response.headers_mut(), &key);
         }
         response
     }
@@ -506,7 +504,7 @@ impl Cache {
         };
         match &*meta {
             // A plain entry answers only when the full key is the URL alone.
-            Meta::Response(meta) if facts.full == *primary => Found::Hit(Entry {
+            Meta::Response(meta) if facts.full.is_none() => Found::Hit(Entry {
                 object,
                 meta: meta.clone(),
                 key: primary.to_owned(),
@@ -574,7 +572,7 @@ impl Cache {
             return response;
         }
         let seq = self.purge_seq.load(Ordering::Acquire);
-        match self.coalescer.join(&format!("{seq}\n{}", facts.full)) {
+        match self.coalescer.join(&format!("{seq}\n{}", facts.full())) {
             Role::Leader(guard) => {
                 let request_time = SystemTime::now();
                 let response = fwd.send(facts.origin_request()).await;
@@ -847,7 +845,7 @@ impl Cache {
             VaryFields::Fields(fields) => fields,
         };
         let primary = &facts.primary;
-        if fields.is_empty() && facts.full == *primary {
+        if fields.is_empty() && facts.full.is_none() {
             return Some(primary.clone());
         }
         let existing = self
@@ -1096,7 +1094,9 @@ fn variant_key(facts: &RequestFacts, variants: &Variants) -> Option<String> {
     };
     Some(format!(
         "{}\n{}\n{}\n{secondary}",
-        facts.primary, variants.generation, facts.full
+        facts.primary,
+        variants.generation,
+        facts.full()
     ))
 }
 

@@ -1,13 +1,13 @@
-//! The access log: one JSON line per request. The request thread formats its line straight into
-//! a shared in-memory batch (no allocation, no per-line hand-off); a background thread swaps the
-//! batch out every few milliseconds and writes it. The batch holds at most `buffer` lines: when it
-//! is full the line is dropped and counted (`velox_log_dropped_total`), so a request never waits
-//! on the disk.
+//! The access log: one JSON line per request. The request thread copies what its line needs into
+//! a shared in-memory batch as a record (its numbers as they are, its texts unescaped: no
+//! allocation, no formatting, no per-line hand-off); a background thread swaps the batch out
+//! every few milliseconds, formats the records into JSON lines and writes them. The batch holds
+//! at most `buffer` records: when it is full the line is dropped and counted
+//! (`velox_log_dropped_total`), so a request never waits on the disk.
 
 use crate::cache_status::CacheOutcome;
 use crate::log_file::LogFile;
-use crate::request_id::{self, RequestId};
-use http::{HeaderValue, Method};
+use crate::request_id::{self, GeneratedId};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -16,22 +16,35 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// What one request leaves for the log, borrowed from the request's record.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogEvent<'a> {
-    pub time: SystemTime,
+    /// When the request ended, in nanoseconds since the Unix epoch.
+    pub unix_nanos: u64,
     pub client: IpAddr,
-    pub method: &'a Method,
-    pub host: Option<&'a HeaderValue>,
+    /// An HTTP token (the http crate refuses anything else).
+    pub method: &'a [u8],
+    /// Field values, as sent.
+    pub host: Option<&'a [u8]>,
     /// Path and query.
-    pub path: &'a str,
+    pub path: &'a [u8],
     pub status: u16,
     pub bytes: u64,
     pub duration: Duration,
     pub upstream: Option<Duration>,
     pub cache: CacheOutcome,
-    pub cache_status: Option<&'a HeaderValue>,
+    pub cache_status: Option<&'a [u8]>,
     /// The route's name as a JSON string ([`json_string`]): escaped once per route, not per line.
     pub route: &'a [u8],
-    pub request_id: Option<&'a RequestId>,
+    pub request_id: LoggedId<'a>,
+}
+
+/// The request id as logged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoggedId<'a> {
+    None,
+    Generated(GeneratedId),
+    /// The client's `X-Request-Id` value.
+    Client(&'a [u8]),
 }
 
 /// Milliseconds with microsecond precision, as a JSON number (`1.5` ms is written `1.500`).
@@ -89,31 +102,28 @@ fn quoted(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// A JSON string: plain text (the usual case) is copied as it is; anything else goes through
-/// serde_json's escaper.
-fn string(out: &mut Vec<u8>, s: &str) {
-    if plain(s.as_bytes()) {
-        quoted(out, s.as_bytes());
+/// serde_json's escaper (bytes that are not UTF-8 become U+FFFD).
+fn string(out: &mut Vec<u8>, s: &[u8]) {
+    if plain(s) {
+        quoted(out, s);
     } else {
-        let _ = serde_json::to_writer(&mut *out, s);
+        let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(s));
     }
 }
 
 /// `s` as a JSON string, for text that is written again and again (a route's name).
 pub fn json_string(s: &str) -> Box<[u8]> {
     let mut out = Vec::new();
-    string(&mut out, s);
+    string(&mut out, s.as_bytes());
     out.into()
 }
 
-/// A header value as a JSON string; `null` when absent or not text.
-fn opt_header(out: &mut Vec<u8>, v: Option<&HeaderValue>) {
+/// A field value as a JSON string; `null` when absent or not text (visible ASCII, space, tab).
+fn opt_header(out: &mut Vec<u8>, v: Option<&[u8]>) {
     match v {
-        Some(h) if plain(h.as_bytes()) => quoted(out, h.as_bytes()),
-        Some(h) => match h.to_str() {
-            Ok(s) => string(out, s),
-            Err(_) => out.extend_from_slice(b"null"),
-        },
-        None => out.extend_from_slice(b"null"),
+        Some(h) if plain(h) => quoted(out, h),
+        Some(h) if h.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) => string(out, h),
+        _ => out.extend_from_slice(b"null"),
     }
 }
 
@@ -157,12 +167,12 @@ impl LogEvent<'_> {
     pub fn write_json(&self, out: &mut Vec<u8>, clock: &mut SecondClock) {
         out.reserve(LINE_HINT);
         out.extend_from_slice(b"{\"time\":\"");
-        clock.write(out, self.time);
+        clock.write(out, self.unix_nanos);
         out.extend_from_slice(b"\",\"client\":\"");
         client(out, self.client);
-        // Methods are HTTP tokens (the http crate refuses anything else): nothing to escape.
+        // Methods are HTTP tokens: nothing to escape.
         out.extend_from_slice(b"\",\"method\":\"");
-        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.extend_from_slice(self.method);
         out.extend_from_slice(b"\",\"host\":");
         opt_header(out, self.host);
         out.extend_from_slice(b",\"path\":");
@@ -187,11 +197,113 @@ impl LogEvent<'_> {
         out.extend_from_slice(b",\"request_id\":");
         match self.request_id {
             // Hex digits and a dash: nothing to escape.
-            Some(RequestId::Generated(id)) => quoted(out, id.write(&mut [0; request_id::MAX_LEN])),
-            Some(RequestId::Client(id)) => opt_header(out, Some(id)),
-            None => out.extend_from_slice(b"null"),
+            LoggedId::Generated(id) => quoted(out, id.write(&mut [0; request_id::MAX_LEN])),
+            LoggedId::Client(id) => opt_header(out, Some(id)),
+            LoggedId::None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b"}\n");
+    }
+
+    /// Appends the event as a record: [`HEAD`] bytes of numbers and text lengths, then the texts.
+    fn encode(&self, out: &mut Vec<u8>) {
+        let (id_kind, id_counter, client_id): (u8, u64, &[u8]) = match self.request_id {
+            LoggedId::None => (0, 0, b""),
+            LoggedId::Generated(id) => (1, id.counter(), b""),
+            LoggedId::Client(id) => (2, 0, id),
+        };
+        let texts = [
+            self.method,
+            self.host.unwrap_or_default(),
+            self.path,
+            self.cache_status.unwrap_or_default(),
+            self.route,
+            client_id,
+        ]
+        .map(|t| &t[..t.len().min(u32::MAX as usize)]);
+        let (client, v6) = match self.client {
+            IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), false),
+            IpAddr::V6(v6) => (v6.octets(), true),
+        };
+        let flags = u8::from(v6)
+            | id_kind << 1
+            | u8::from(self.host.is_some()) << 3
+            | u8::from(self.cache_status.is_some()) << 4
+            | u8::from(self.upstream.is_some()) << 5;
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let mut head = [0; HEAD];
+        head[0..8].copy_from_slice(&self.unix_nanos.to_ne_bytes());
+        head[8..16].copy_from_slice(&nanos(self.duration).to_ne_bytes());
+        head[16..24].copy_from_slice(&nanos(self.upstream.unwrap_or_default()).to_ne_bytes());
+        head[24..32].copy_from_slice(&self.bytes.to_ne_bytes());
+        head[32..40].copy_from_slice(&id_counter.to_ne_bytes());
+        head[40..56].copy_from_slice(&client);
+        head[56..58].copy_from_slice(&self.status.to_ne_bytes());
+        head[58] = flags;
+        head[59] = self.cache.index() as u8;
+        for (i, text) in texts.iter().enumerate() {
+            head[60 + 4 * i..64 + 4 * i].copy_from_slice(&(text.len() as u32).to_ne_bytes());
+        }
+        out.extend_from_slice(&head);
+        for text in texts {
+            out.extend_from_slice(text);
+        }
+    }
+
+    /// Reads back the record at the start of `records`; returns it and the records after it.
+    /// `None` at the end (or, which cannot happen, at a malformed record).
+    fn decode(records: &[u8]) -> Option<(LogEvent<'_>, &[u8])> {
+        let head = records.first_chunk::<HEAD>()?;
+        let u64_at = |i: usize| u64::from_ne_bytes(*head[i..].first_chunk().unwrap_or(&[0; 8]));
+        let mut rest = &records[HEAD..];
+        let mut texts: [&[u8]; 6] = [&[]; 6];
+        for (i, text) in texts.iter_mut().enumerate() {
+            let len = u32::from_ne_bytes(*head[60 + 4 * i..].first_chunk()?);
+            (*text, rest) = rest.split_at_checked(len as usize)?;
+        }
+        let [method, host, path, cache_status, route, client_id] = texts;
+        let flags = head[58];
+        let client = std::net::Ipv6Addr::from(*head[40..].first_chunk::<16>()?);
+        let event = LogEvent {
+            unix_nanos: u64_at(0),
+            client: match (flags & 1 == 1, client.to_ipv4_mapped()) {
+                (false, Some(v4)) => IpAddr::V4(v4),
+                _ => IpAddr::V6(client),
+            },
+            method,
+            host: (flags & 1 << 3 != 0).then_some(host),
+            path,
+            status: u16::from_ne_bytes(*head[56..].first_chunk()?),
+            bytes: u64_at(24),
+            duration: Duration::from_nanos(u64_at(8)),
+            upstream: (flags & 1 << 5 != 0).then(|| Duration::from_nanos(u64_at(16))),
+            cache: *CacheOutcome::ALL.get(usize::from(head[59]))?,
+            cache_status: (flags & 1 << 4 != 0).then_some(cache_status),
+            route,
+            request_id: match flags >> 1 & 3 {
+                1 => LoggedId::Generated(GeneratedId::from_counter(u64_at(32))),
+                2 => LoggedId::Client(client_id),
+                _ => LoggedId::None,
+            },
+        };
+        Some((event, rest))
+    }
+}
+
+/// The size of a record's fixed part: five 64-bit numbers, the client's address, the status,
+/// flags, the cache outcome and the lengths of six texts.
+const HEAD: usize = 5 * 8 + 16 + 2 + 1 + 1 + 6 * 4;
+
+/// `t` in nanoseconds since the Unix epoch (0 before it).
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Formats a batch of records into JSON lines.
+fn format_records(mut records: &[u8], out: &mut Vec<u8>, clock: &mut SecondClock) {
+    while let Some((event, rest)) = LogEvent::decode(records) {
+        event.write_json(out, clock);
+        records = rest;
     }
 }
 
@@ -203,15 +315,15 @@ pub struct SecondClock {
 }
 
 impl SecondClock {
-    fn write(&mut self, out: &mut Vec<u8>, t: SystemTime) {
-        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        if self.text.is_empty() || d.as_secs() != self.second {
-            self.second = d.as_secs();
-            let full = rfc3339_millis(t);
+    fn write(&mut self, out: &mut Vec<u8>, unix_nanos: u64) {
+        let second = unix_nanos / 1_000_000_000;
+        if self.text.is_empty() || second != self.second {
+            self.second = second;
+            let full = rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_secs(second));
             self.text = full[..19].to_owned();
         }
         out.extend_from_slice(self.text.as_bytes());
-        let ms = d.subsec_millis() as u16;
+        let ms = (unix_nanos / 1_000_000 % 1000) as u16;
         out.extend_from_slice(&[
             b'.',
             b'0' + (ms / 100) as u8,
@@ -253,12 +365,11 @@ pub enum Target {
     File(PathBuf),
 }
 
-/// The lines formatted since the writer last took them.
+/// The records left since the writer last took them.
 #[derive(Default)]
 struct Batch {
-    bytes: Vec<u8>,
+    records: Vec<u8>,
     lines: usize,
-    clock: SecondClock,
 }
 
 struct Shared {
@@ -333,27 +444,27 @@ impl AccessLog {
             self.shared.dropped.fetch_add(1, Relaxed);
             return;
         }
-        let Batch {
-            bytes,
-            lines,
-            clock,
-        } = &mut *batch;
-        event.write_json(bytes, clock);
-        *lines += 1;
-        prefetch_next_line(bytes);
+        event.encode(&mut batch.records);
+        batch.lines += 1;
+        prefetch_next_record(&batch.records);
     }
 }
 
-/// Asks the CPU to fetch the memory the next line will go to, so that it is in cache when that
-/// line is written (a request later) instead of each line waiting for its cache lines: the batch
-/// moves through about a megabyte between two writes, memory no recent request has touched.
+/// Room a record usually takes (its fixed part and texts): the next record's memory is
+/// prefetched this far.
+const RECORD_HINT: usize = 256;
+
+/// Asks the CPU to fetch the memory the next record will go to, so that it is in cache when
+/// that record is written (a request later) instead of each record waiting for its cache lines:
+/// the batch moves through hundreds of kilobytes between two writes, memory no recent request
+/// has touched.
 #[inline]
-fn prefetch_next_line(batch: &[u8]) {
+fn prefetch_next_record(batch: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let next = batch.as_ptr_range().end;
-        for offset in (0..LINE_HINT).step_by(64) {
+        for offset in (0..RECORD_HINT).step_by(64) {
             // SAFETY: a prefetch only hints the cache; it neither reads nor writes memory
             // as far as the program is concerned, and never faults, even past the buffer.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(offset).cast()) };
@@ -389,26 +500,30 @@ type Opener = Box<dyn FnOnce() -> std::io::Result<Box<dyn Write + Send>> + Send>
 type Reopener = Box<dyn Fn() -> std::io::Result<Box<dyn Write + Send>> + Send>;
 
 /// Swaps the shared batch with an empty buffer (the previous one, so nothing is allocated in
-/// steady state) and writes it outside the lock.
+/// steady state), then formats and writes its records outside the lock.
 fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>, reopen: Option<Reopener>) {
     let mut spare = Vec::with_capacity(64 * 1024);
+    let mut text = Vec::with_capacity(64 * 1024);
+    let mut clock = SecondClock::default();
     loop {
         let closed = shared.closed.load(Relaxed);
         if let Ok(mut batch) = shared.batch.lock() {
-            std::mem::swap(&mut batch.bytes, &mut spare);
+            std::mem::swap(&mut batch.records, &mut spare);
             batch.lines = 0;
         }
+        format_records(&spare, &mut text, &mut clock);
         // A round with new lines writes them; a quiet one (or the last) flushes what waits: a
         // direct-I/O file's partial block (see `log_file`), a pipe's buffer.
-        let written = if spare.is_empty() || closed {
-            out.write_all(&spare).and_then(|()| out.flush())
+        let written = if text.is_empty() || closed {
+            out.write_all(&text).and_then(|()| out.flush())
         } else {
-            out.write_all(&spare)
+            out.write_all(&text)
         };
         if let Err(e) = written {
             tracing::warn!(error = %e, "access log write failed");
         }
         spare.clear();
+        text.clear();
         if let (true, Some(open)) = (shared.reopen.swap(false, Relaxed), &reopen) {
             match open() {
                 Ok(fresh) => {
@@ -466,39 +581,34 @@ mod tests {
     #[test]
     fn strings_are_escaped_only_when_needed() {
         let mut out = Vec::new();
-        string(&mut out, "/a b");
-        string(&mut out, "/q?\"x\"\\\u{7}é");
-        opt_header(
-            &mut out,
-            Some(&HeaderValue::from_bytes(b"caf\xe9").unwrap()),
-        );
-        opt_header(&mut out, Some(&HeaderValue::from_static("a\tb")));
+        string(&mut out, b"/a b");
+        string(&mut out, "/q?\"x\"\\\u{7}é".as_bytes());
+        string(&mut out, b"/\xff");
+        opt_header(&mut out, Some(b"caf\xe9"));
+        opt_header(&mut out, Some(b"a\tb"));
         opt_header(&mut out, None);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            r#""/a b""/q?\"x\"\\\u0007é"null"a\tb"null"#
+            r#""/a b""/q?\"x\"\\\u0007é""/�"null"a\tb"null"#
         );
     }
 
     #[test]
     fn json_line() {
-        let (method, host) = (Method::GET, HeaderValue::from_static("example.com"));
-        let cache_status = HeaderValue::from_static("velox; hit; ttl=5");
-        let request_id = RequestId::Client(HeaderValue::from_static("abc-1"));
         let event = LogEvent {
-            time: SystemTime::UNIX_EPOCH,
+            unix_nanos: 0,
             client: "10.0.0.1".parse().unwrap(),
-            method: &method,
-            host: Some(&host),
-            path: "/",
+            method: b"GET",
+            host: Some(b"example.com"),
+            path: b"/",
             status: 200,
             bytes: 42,
             duration: Duration::from_micros(1500),
             upstream: None,
             cache: CacheOutcome::Hit,
-            cache_status: Some(&cache_status),
+            cache_status: Some(b"velox; hit; ttl=5"),
             route: &json_string("main"),
-            request_id: Some(&request_id),
+            request_id: LoggedId::Client(b"abc-1"),
         };
         let mut out = Vec::new();
         event.write_json(&mut out, &mut SecondClock::default());
@@ -517,5 +627,63 @@ mod tests {
         assert_eq!(v["client"], "10.0.0.1");
         assert_eq!(v["bytes"], 42);
         assert!(out.ends_with(b"\n"));
+    }
+
+    #[test]
+    fn records_read_back_as_the_events_they_were_made_of() {
+        let route = json_string("r\"1");
+        let full = LogEvent {
+            unix_nanos: 1_714_566_896_789_123_456,
+            client: "2001:db8::1".parse().unwrap(),
+            method: b"PURGE",
+            host: Some(b"caf\xe9.example"),
+            path: b"/a b?q=\"x\"",
+            status: 503,
+            bytes: u64::MAX,
+            duration: Duration::from_nanos(123_456_789),
+            upstream: Some(Duration::ZERO),
+            cache: CacheOutcome::Stale,
+            cache_status: Some(b""),
+            route: &route,
+            request_id: LoggedId::Client(b"id-\x01"),
+        };
+        let bare = LogEvent {
+            unix_nanos: 0,
+            client: "::ffff:10.0.0.1".parse().unwrap(),
+            host: None,
+            upstream: None,
+            cache_status: None,
+            request_id: LoggedId::None,
+            path: b"",
+            ..full
+        };
+        let v4 = LogEvent {
+            client: "10.0.0.1".parse().unwrap(),
+            request_id: LoggedId::Generated(GeneratedId::from_counter(77)),
+            ..bare
+        };
+        let mut records = Vec::new();
+        for event in [full, bare, v4] {
+            event.encode(&mut records);
+        }
+        let (mut read, mut rest) = (Vec::new(), &records[..]);
+        while let Some((event, next)) = LogEvent::decode(rest) {
+            read.push(event);
+            rest = next;
+        }
+        assert_eq!(read, [full, bare, v4]);
+        assert!(rest.is_empty());
+        // A cut-off record reads as the end.
+        assert_eq!(LogEvent::decode(&records[..HEAD + 3]), None);
+
+        let (mut direct, mut formatted) = (Vec::new(), Vec::new());
+        for event in [full, bare, v4] {
+            event.write_json(&mut direct, &mut SecondClock::default());
+        }
+        format_records(&records, &mut formatted, &mut SecondClock::default());
+        assert_eq!(
+            String::from_utf8(formatted).unwrap(),
+            String::from_utf8(direct).unwrap()
+        );
     }
 }

@@ -18,7 +18,7 @@ pub mod metrics;
 pub mod request_id;
 pub mod topk;
 
-use access_log::{AccessLog, LogEvent, Target};
+use access_log::{AccessLog, LogEvent, LoggedId, Target};
 use bytes::Bytes;
 use cache_status::CacheOutcome;
 use http::uri::PathAndQuery;
@@ -505,43 +505,48 @@ impl RouteScope {
         }
         if let (true, Some(log)) = (p.log, &o.log) {
             log.log(&LogEvent {
-                time: wall_time(now),
+                unix_nanos: wall_nanos(now),
                 client: p.client,
-                method: &p.method,
-                host: p.host.as_ref(),
-                path: p.path.as_ref().map_or("/", PathAndQuery::as_str),
+                method: p.method.as_str().as_bytes(),
+                host: p.host.as_ref().map(HeaderValue::as_bytes),
+                path: p.path.as_ref().map_or("/", PathAndQuery::as_str).as_bytes(),
                 status: p.status,
                 bytes,
                 duration: total,
                 upstream: p.first_byte,
                 cache: parsed.outcome,
-                cache_status,
+                cache_status: cache_status.map(HeaderValue::as_bytes),
                 route: &self.log_name,
-                request_id: p.request_id.as_ref(),
+                request_id: match &p.request_id {
+                    Some(RequestId::Generated(id)) => LoggedId::Generated(*id),
+                    Some(RequestId::Client(id)) => LoggedId::Client(id.as_bytes()),
+                    None => LoggedId::None,
+                },
             });
         }
     }
 }
 
 thread_local! {
-    /// A monotonic and a wall-clock reading taken together, at most a second ago.
-    static WALL_ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+    /// A monotonic reading and the wall-clock time (Unix nanoseconds) taken together, at most a
+    /// second ago.
+    static WALL_ANCHOR: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
 }
 
-/// The wall-clock time at `at` (about now). A clock read is a measurable share of a logged
-/// request, so the wall clock is read at most once a second per thread and derived from the
-/// monotonic reading the request already took in between (it follows a clock step within a
-/// second).
-fn wall_time(at: Instant) -> SystemTime {
+/// The wall-clock time at `at` (about now), in nanoseconds since the Unix epoch. A clock read is
+/// a measurable share of a logged request, so the wall clock is read at most once a second per
+/// thread and derived from the monotonic reading the request already took in between (it
+/// follows a clock step within a second).
+fn wall_nanos(at: Instant) -> u64 {
     WALL_ANCHOR.with(|anchor| match anchor.get() {
         Some((mono, wall)) if at >= mono && at - mono < Duration::from_secs(1) => {
-            wall + (at - mono)
+            wall + u64::from((at - mono).subsec_nanos())
         }
         _ => {
-            let (mono, wall) = (Instant::now(), SystemTime::now());
+            let (mono, wall) = (Instant::now(), access_log::unix_nanos(SystemTime::now()));
             anchor.set(Some((mono, wall)));
-            wall.checked_sub(mono.saturating_duration_since(at))
-                .unwrap_or(wall)
+            let behind = mono.saturating_duration_since(at).as_nanos();
+            wall.saturating_sub(u64::try_from(behind).unwrap_or(u64::MAX))
         }
     })
 }

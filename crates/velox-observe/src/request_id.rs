@@ -91,6 +91,15 @@ impl GeneratedId {
         })
     }
 
+    /// The counter the id is made of (the access log carries it so).
+    pub fn counter(self) -> u64 {
+        self.0
+    }
+
+    pub fn from_counter(counter: u64) -> GeneratedId {
+        GeneratedId(counter)
+    }
+
     /// Writes the id into `buf`; returns the part used.
     pub fn write(self, buf: &mut [u8; MAX_LEN]) -> &[u8] {
         buf[..17].copy_from_slice(prefix());

@@ -126,21 +126,25 @@ impl CacheStatus {
 /// Writes an sf-string (RFC 8941 §4.1.6): `"` and `\` escaped; bytes outside
 /// printable ASCII (not representable) are written as `%HH` and a literal `%` as `%25`,
 /// so distinct inputs stay distinct.
-fn write_sf_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    f.write_str("\"")?;
+fn push_sf_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('"');
     for b in s.bytes() {
         match b {
-            b'"' => f.write_str("\\\"")?,
-            b'\\' => f.write_str("\\\\")?,
-            b'%' => f.write_str("%25")?,
-            0x20..=0x7e => write!(f, "{}", char::from(b))?,
-            _ => write!(f, "%{b:02X}")?,
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'%' => out.push_str("%25"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
         }
     }
-    f.write_str("\"")
+    out.push('"');
 }
 
-/// Whether `s` is an sf-token (RFC 8941 §3.3.4).
 fn is_sf_token(s: &str) -> bool {
     let b = s.as_bytes();
     match b.first() {
@@ -151,40 +155,52 @@ fn is_sf_token(s: &str) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(c))
 }
 
-impl fmt::Display for CacheStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(CACHE_NAME)?;
+impl CacheStatus {
+    /// Appends the member to `out`. Written by hand rather than through `fmt`: a hit renders
+    /// one on every response, and the formatting machinery cost several times the work itself.
+    pub fn render(&self, out: &mut String) {
+        out.push_str(CACHE_NAME);
         if self.hit {
-            f.write_str("; hit")?;
+            out.push_str("; hit");
         }
         if let Some(fwd) = self.fwd {
-            write!(f, "; fwd={}", fwd.as_str())?;
+            out.push_str("; fwd=");
+            out.push_str(fwd.as_str());
         }
         if let Some(s) = self.fwd_status {
-            write!(f, "; fwd-status={s}")?;
+            out.push_str("; fwd-status=");
+            out.push_str(itoa::Buffer::new().format(s));
         }
         if let Some(ttl) = self.ttl {
-            write!(f, "; ttl={ttl}")?;
+            out.push_str("; ttl=");
+            out.push_str(itoa::Buffer::new().format(ttl));
         }
         if self.stored {
-            f.write_str("; stored")?;
+            out.push_str("; stored");
         }
         if self.collapsed {
-            f.write_str("; collapsed")?;
+            out.push_str("; collapsed");
         }
         if let Some(key) = &self.key {
-            f.write_str("; key=")?;
-            write_sf_string(f, key)?;
+            out.push_str("; key=");
+            push_sf_string(out, key);
         }
         if let Some(detail) = &self.detail {
-            f.write_str("; detail=")?;
+            out.push_str("; detail=");
             if is_sf_token(detail) {
-                f.write_str(detail)?;
+                out.push_str(detail);
             } else {
-                write_sf_string(f, detail)?;
+                push_sf_string(out, detail);
             }
         }
-        Ok(())
+    }
+}
+
+impl fmt::Display for CacheStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut member = String::new();
+        self.render(&mut member);
+        f.write_str(&member)
     }
 }
 

@@ -9,7 +9,6 @@ use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 use velox_cache::policy::conditional::not_modified_headers;
@@ -50,7 +49,7 @@ impl Entry {
 pub fn set_cache_status(headers: &mut HeaderMap, status: &CacheStatus) {
     // Sized up front: rendering into a growing `to_string()` buffer reallocates on every hit.
     let mut member = String::with_capacity(64);
-    let _ = write!(member, "{status}");
+    status.render(&mut member);
     // A response Velox generated itself already names velox: replace rather than append.
     // (Checked only when there is something to append to: most responses carry no member.)
     let value = match headers
@@ -116,7 +115,7 @@ fn full_or_partial(method: &Method, request: &HeaderMap, entry: &Entry) -> Respo
     headers.reserve(super::meta::SERVED_FIELDS);
     let (status, body) = match evaluate_range(method, request, &meta.headers, length) {
         RangeDecision::Full => {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+            set_content_length(&mut headers, length);
             (meta.status, object_body(&entry.object, 0, length))
         }
         RangeDecision::Partial(ranges) if ranges.len() == 1 => {
@@ -166,6 +165,18 @@ fn full_or_partial(method: &Method, request: &HeaderMap, entry: &Entry) -> Respo
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// Sets `Content-Length` to `length`, leaving the stored field alone when it already says so
+/// (the usual hit: no allocation, no map update).
+fn set_content_length(headers: &mut HeaderMap, length: u64) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(length).as_bytes();
+    let mut stored = headers.get_all(CONTENT_LENGTH).iter();
+    let already = stored.next().map(HeaderValue::as_bytes) == Some(text) && stored.next().is_none();
+    if !already {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    }
 }
 
 /// The fields of a 206 carrying `range` of a `length`-byte representation.

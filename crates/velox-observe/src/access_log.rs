@@ -224,11 +224,12 @@ impl LogEvent<'_> {
             IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), false),
             IpAddr::V6(v6) => (v6.octets(), true),
         };
-        let flags = u8::from(v6)
-            | id_kind << 1
-            | u8::from(self.host.is_some()) << 3
-            | u8::from(self.cache_status.is_some()) << 4
-            | u8::from(self.upstream.is_some()) << 5;
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        let flags = flag(v6, V6)
+            | id_kind << ID_KIND_SHIFT
+            | flag(self.host.is_some(), HAS_HOST)
+            | flag(self.cache_status.is_some(), HAS_CACHE_STATUS)
+            | flag(self.upstream.is_some(), HAS_UPSTREAM);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let mut head = [0; HEAD];
         head[0..8].copy_from_slice(&self.unix_nanos.to_ne_bytes());
@@ -265,21 +266,21 @@ impl LogEvent<'_> {
         let client = std::net::Ipv6Addr::from(*head[40..].first_chunk::<16>()?);
         let event = LogEvent {
             unix_nanos: u64_at(0),
-            client: match (flags & 1 == 1, client.to_ipv4_mapped()) {
+            client: match (flags & V6 != 0, client.to_ipv4_mapped()) {
                 (false, Some(v4)) => IpAddr::V4(v4),
                 _ => IpAddr::V6(client),
             },
             method,
-            host: (flags & 1 << 3 != 0).then_some(host),
+            host: (flags & HAS_HOST != 0).then_some(host),
             path,
             status: u16::from_ne_bytes(*head[56..].first_chunk()?),
             bytes: u64_at(24),
             duration: Duration::from_nanos(u64_at(8)),
-            upstream: (flags & 1 << 5 != 0).then(|| Duration::from_nanos(u64_at(16))),
+            upstream: (flags & HAS_UPSTREAM != 0).then(|| Duration::from_nanos(u64_at(16))),
             cache: *CacheOutcome::ALL.get(usize::from(head[59]))?,
-            cache_status: (flags & 1 << 4 != 0).then_some(cache_status),
+            cache_status: (flags & HAS_CACHE_STATUS != 0).then_some(cache_status),
             route,
-            request_id: match flags >> 1 & 3 {
+            request_id: match flags >> ID_KIND_SHIFT & 3 {
                 1 => LoggedId::Generated(GeneratedId::from_counter(u64_at(32))),
                 2 => LoggedId::Client(client_id),
                 _ => LoggedId::None,
@@ -289,9 +290,18 @@ impl LogEvent<'_> {
     }
 }
 
-/// The size of a record's fixed part: five 64-bit numbers, the client's address, the status,
-/// flags, the cache outcome and the lengths of six texts.
+/// The size of a record's fixed part, in native byte order: time, duration, upstream time, bytes
+/// and a generated id's counter (64 bits each, at 0..40), the client's address (16 bytes, IPv4
+/// mapped), the status (16 bits, at 56), flags (58), the cache outcome (59) and the lengths of
+/// the six texts that follow the fixed part (32 bits each, at 60..84).
 const HEAD: usize = 5 * 8 + 16 + 2 + 1 + 1 + 6 * 4;
+
+// Flag bits; bits 1-2 hold the request id's kind (0 none, 1 generated, 2 the client's).
+const V6: u8 = 1;
+const ID_KIND_SHIFT: u8 = 1;
+const HAS_HOST: u8 = 1 << 3;
+const HAS_CACHE_STATUS: u8 = 1 << 4;
+const HAS_UPSTREAM: u8 = 1 << 5;
 
 /// `t` in nanoseconds since the Unix epoch (0 before it).
 pub fn unix_nanos(t: SystemTime) -> u64 {

@@ -50,6 +50,7 @@ ONLY_SEEN=0
 SAME_CPU_LAT=1
 VELOX_BIN=""
 BUILD=1
+PGO=1
 PROXY_CPU=0
 LOAD_CPU=1
 
@@ -58,7 +59,7 @@ usage() {
 usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-duration S]
                          [--idle-conns N] [--quick] [--only-a] [--only-b] [--only-c] [--only-d]
                          [--only-e]
-                         [--velox PATH] [--no-build] [--no-same-cpu] [-h|--help]
+                         [--velox PATH] [--no-pgo] [--no-build] [--no-same-cpu] [-h|--help]
 
   --duration S          seconds per throughput run, wrk -t1 -c\$CONNS   (default $DURATION)
   --rounds N            interleaved rounds, medians reported             (default $ROUNDS)
@@ -69,8 +70,10 @@ usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-dura
   --only-a .. --only-e  run only the named scenario(s); repeat to combine (e.g. --only-c --only-d).
                         Without any, A-D run; E (canned-response ceiling for 1 KiB hits) runs
                         only when named
-  --velox PATH          use this velox binary (default: target/release/velox, built if missing)
-  --no-build            do not run cargo build; fail if the binary is missing
+  --velox PATH          use this velox binary (default: target/pgo/velox, the profile-guided
+                        release build of scripts/release-build.sh, built first)
+  --no-pgo              without --velox: a plain cargo build --release (target/release/velox)
+  --no-build            do not build; fail if the binary is missing
   --no-same-cpu         skip the diagnostic low-load latency runs with the proxy moved to CPU 1
 EOF
 }
@@ -92,6 +95,7 @@ while [[ $# -gt 0 ]]; do
             shift ;;
         --velox) VELOX_BIN="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --no-pgo) PGO=0; shift ;;
         --no-same-cpu) SAME_CPU_LAT=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -130,7 +134,13 @@ ensure_tools() {
 }
 
 ensure_velox() {
-    if [[ -z "$VELOX_BIN" ]]; then
+    if [[ -z "$VELOX_BIN" && $PGO -eq 1 ]]; then
+        VELOX_BIN="$REPO_DIR/target/pgo/velox"
+        if [[ $BUILD -eq 1 ]]; then
+            log "scripts/release-build.sh (the profile-guided release build: about 5 minutes)"
+            bash "$REPO_DIR/scripts/release-build.sh" --out "$VELOX_BIN" > /dev/null || die "velox build failed"
+        fi
+    elif [[ -z "$VELOX_BIN" ]]; then
         VELOX_BIN="$REPO_DIR/target/release/velox"
         if [[ $BUILD -eq 1 ]]; then
             log "cargo build --release -p velox (LTO: takes minutes the first time)"

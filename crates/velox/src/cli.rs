@@ -4,10 +4,17 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The version `--version` prints; a profile-guided build (`scripts/release-build.sh` sets
+/// `VELOX_PGO` while it compiles) says so, so that benchmark reports can tell the builds apart.
+const VERSION: &str = match option_env!("VELOX_PGO") {
+    Some(_) => concat!(env!("CARGO_PKG_VERSION"), " (profile-guided build)"),
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "velox",
-    version,
+    version = VERSION,
     about = "Velox: a self-hosted edge node — shared HTTP cache, reverse proxy and load balancer in one binary.",
     after_help = "Examples:\n  velox demo                                    # demo site behind Velox on http://127.0.0.1:8080\n  velox serve --origin http://127.0.0.1:3000    # put Velox in front of an origin, no config file\n  velox serve --config velox.toml\n  velox check --config velox.toml               # validate and print the effective config\n  velox purge --tag product-42                  # purge every object tagged product-42"
 )]

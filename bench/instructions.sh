@@ -70,9 +70,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 wait_200() {
     local port="$1" path="$2" pid="$3" i
@@ -102,28 +100,7 @@ for t in threads: t.join()
 EOF
 
 ORIGIN_PORT=$(free_port)
-mkdir -p "$TMP/origin/www/cached" "$TMP/origin/tmp"
-head -c 1024 /dev/zero | tr '\0' 'x' > "$TMP/origin/www/1k"
-cp "$TMP/origin/www/1k" "$TMP/origin/www/cached/1k"
-cat > "$TMP/origin/nginx.conf" <<EOF
-worker_processes 1;
-pid $TMP/origin/nginx.pid;
-error_log $TMP/origin/error.log warn;
-daemon off;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $TMP/origin/tmp/b; proxy_temp_path $TMP/origin/tmp/p;
-    fastcgi_temp_path $TMP/origin/tmp/f; uwsgi_temp_path $TMP/origin/tmp/u; scgi_temp_path $TMP/origin/tmp/s;
-    server {
-        listen 127.0.0.1:$ORIGIN_PORT;
-        root $TMP/origin/www;
-        location / { add_header Cache-Control "no-store"; }
-        location /cached/ { add_header Cache-Control "public, max-age=3600"; }
-    }
-}
-EOF
+plain_origin "$TMP/origin" "$ORIGIN_PORT"
 nginx -p "$TMP/origin" -c "$TMP/origin/nginx.conf" >/dev/null 2>&1 &
 ORIGIN_PID=$!
 PIDS+=("$ORIGIN_PID")
@@ -134,25 +111,7 @@ measure() {
     local name="$1" path="$2" extra="${3:-}" d="$TMP/$1" port pid total
     mkdir -p "$d/data"
     port=$(free_port)
-    cat > "$d/velox.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$port"]
-data_dir = "$d/data"
-[admin]
-listen = false
-$extra
-[[upstreams]]
-name = "origin"
-servers = ["http://127.0.0.1:$ORIGIN_PORT"]
-[[routes]]
-path_prefix = "/cached/"
-upstream = "origin"
-[[routes]]
-path_prefix = "/"
-upstream = "origin"
-[routes.cache]
-mode = "bypass"
-EOF
+    velox_config "$d/velox.toml" "$port" "$d/data" "$ORIGIN_PORT" "$extra"
     # Pinned to one CPU like bench/run.sh's servers, so Velox runs its one-CPU (current-thread)
     # runtime, as it does there.
     RUST_LOG=warn taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \

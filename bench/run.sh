@@ -150,10 +150,7 @@ ensure_velox() {
     [[ -x "$VELOX_BIN" ]] || die "velox binary not found at $VELOX_BIN"
 }
 
-# A free TCP port on 127.0.0.1 (bound then released; the kernel will not hand it out again at once).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+source "$BENCH_DIR/lib.sh"   # free_port, origin_documents, velox_config
 
 # Wait until GET http://127.0.0.1:PORT/PATH answers 200 (or die after ~10 s).
 wait_http() {
@@ -247,10 +244,7 @@ spawn() {
 # forwarding headers it received (scenario A's check of what each proxy adds; never in a measured run).
 start_origin() {
     local d="$TMP/origin" port
-    mkdir -p "$d/www/cached" "$d/tmp"
-    head -c 1024 /dev/zero | tr '\0' 'x' > "$d/www/1k"
-    head -c 1024 /dev/zero | tr '\0' 'x' > "$d/www/cached/1k"
-    head -c 102400 /dev/zero | tr '\0' 'y' > "$d/www/cached/100k"
+    origin_documents "$d"
     port=$(free_port)
     cat > "$d/nginx.conf" <<EOF
 worker_processes 1;
@@ -296,39 +290,11 @@ start_velox() {
     local d="$TMP/$name" port
     mkdir -p "$d/data"
     port=$(free_port)
-    cat > "$d/velox.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$port"]
-data_dir = "$d/data"
-
-[admin]
-listen = false
-
-[limits]
+    # Scenarios C and D hit /cached/; scenario A goes through the bypass route (see velox_config).
+    velox_config "$d/velox.toml" "$port" "$d/data" "$ORIGIN_PORT" "[limits]
 max_connections = 20000
-idle_timeout = "300s"
-$extra
-
-[[upstreams]]
-name = "origin"
-servers = ["http://127.0.0.1:$ORIGIN_PORT"]
-
-# Scenarios C and D: cache hits. Default cache policy ("respect"); the origin sends
-# Cache-Control: public, max-age=3600 for /cached/.
-[[routes]]
-path_prefix = "/cached/"
-upstream = "origin"
-
-[[routes]]
-path_prefix = "/"
-upstream = "origin"
-
-# Scenario A measures uncached proxying, as Varnish's "return (pass)" and nginx without
-# proxy_cache do: the route bypasses the cache (nginx's static 1k has validators and would
-# otherwise be cached heuristically). Metrics and request ids stay on, as by default.
-[routes.cache]
-mode = "bypass"
-EOF
+idle_timeout = \"300s\"
+$extra"
     spawn "$name" "$port" "$PROXY_CPU" env RUST_LOG=warn "$VELOX_BIN" serve --config "$d/velox.toml"
 }
 

@@ -91,9 +91,7 @@ RUSTFLAGS="-Cprofile-generate=$REPO/target/pgo-gen/build-profiles" CARGO_TARGET_
 TRAINEE="$REPO/target/pgo-gen/release/velox"
 
 # ---------------------------------------------------------------- 2. training
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+source "$REPO/bench/lib.sh"
 wait_http() {   # URL PID
     local i
     for i in $(seq 1 100); do
@@ -106,29 +104,7 @@ wait_http() {   # URL PID
 
 log "2/3 training on loopback"
 ORIGIN_PORT=$(free_port)
-mkdir -p "$WORK/origin/www/cached" "$WORK/origin/tmp"
-head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/origin/www/1k"
-cp "$WORK/origin/www/1k" "$WORK/origin/www/cached/1k"
-head -c 102400 /dev/zero | tr '\0' 'y' > "$WORK/origin/www/cached/100k"
-cat > "$WORK/origin/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/origin/nginx.pid;
-error_log $WORK/origin/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $WORK/origin/tmp/body; proxy_temp_path $WORK/origin/tmp/proxy;
-    fastcgi_temp_path $WORK/origin/tmp/f; uwsgi_temp_path $WORK/origin/tmp/u; scgi_temp_path $WORK/origin/tmp/s;
-    server {
-        listen 127.0.0.1:$ORIGIN_PORT;
-        root $WORK/origin/www;
-        location / { add_header Cache-Control "no-store"; }
-        location /cached/ { add_header Cache-Control "public, max-age=3600"; }
-    }
-}
-EOF
+plain_origin "$WORK/origin" "$ORIGIN_PORT"
 nginx -p "$WORK/origin" -e "$WORK/origin/error.log" -c "$WORK/origin/nginx.conf" &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$ORIGIN_PORT/1k" "${PIDS[-1]}"
@@ -141,30 +117,12 @@ train() {
     local name="$1" extra="$2" port tls_port pid d="$WORK/$1"
     port=$(free_port); tls_port=$(free_port)
     mkdir -p "$d/data"
-    cat > "$d/velox.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$port"]
-data_dir = "$d/data"
-[[server.tls]]
-listen = "127.0.0.1:$tls_port"
+    velox_config "$d/velox.toml" "$port" "$d/data" "$ORIGIN_PORT" "[[server.tls]]
+listen = \"127.0.0.1:$tls_port\"
 [[server.tls.certificates]]
-cert = "$WORK/cert.pem"
-key = "$WORK/key.pem"
-[admin]
-listen = false
-$extra
-[[upstreams]]
-name = "origin"
-servers = ["http://127.0.0.1:$ORIGIN_PORT"]
-[[routes]]
-path_prefix = "/cached/"
-upstream = "origin"
-[[routes]]
-path_prefix = "/"
-upstream = "origin"
-[routes.cache]
-mode = "bypass"
-EOF
+cert = \"$WORK/cert.pem\"
+key = \"$WORK/key.pem\"
+$extra"
     LLVM_PROFILE_FILE="$WORK/train/velox-%p.profraw" RUST_LOG=warn \
         "$TRAINEE" serve --config "$d/velox.toml" > "$d/velox.log" 2>&1 &
     pid=$!

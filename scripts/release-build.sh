@@ -49,7 +49,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 # llvm-profdata reads raw profiles only from its own LLVM version or older ones: rustup's
 # llvm-tools match rustc exactly; otherwise Debian's llvm-19 or newer reads them (rustc's raw
-# profile format has not changed since LLVM 19).
+# profile format has not changed since LLVM 19). With none installed, the newest packaged llvm-N
+# is installed (Debian 12 has llvm-22 in bookworm-security: rustc 1.95's own LLVM).
 LLVM_MIN=19
 find_profdata() {
     local sysroot candidate

@@ -5,7 +5,10 @@
 
 mod admin;
 pub mod body;
+mod buffers;
 pub mod cache;
+mod clock;
+mod deadline;
 pub mod errors;
 mod field_names;
 pub mod forward;

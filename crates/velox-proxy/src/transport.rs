@@ -17,7 +17,9 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 
 impl Transport for TcpStream {
     fn ready_to_read(&self) -> impl Future<Output = io::Result<()>> + Send {
-        self.readable()
+        // The socket's own reader slot, which `poll_read` uses as well: `readable()` would link
+        // a waiter into a list and clone the waker for every wait, and unlink it afterwards.
+        std::future::poll_fn(|cx| self.poll_read_ready(cx))
     }
 }
 

@@ -8,6 +8,9 @@ pub mod head;
 pub mod write;
 
 use crate::body::Body;
+use crate::buffers;
+use crate::clock;
+use crate::deadline;
 use crate::errors::error_response;
 use crate::handler::{ConnInfo, ConnSettings, Handler};
 use crate::interim;
@@ -16,8 +19,10 @@ use body::{pump_body, BodyError, ChannelBody};
 use bytes::BytesMut;
 use head::{Framing, HeadError, RequestHead};
 use http::{Method, Request, StatusCode, Version};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -37,9 +42,10 @@ pub async fn serve<T: Transport, H: Handler>(
 ) {
     let mut buf = BytesMut::new();
     let mut first = true;
-    // One idle timer and one drain waiter for the connection's life, not one per request:
-    // moving a pending timer's deadline later is an atomic store, registering one is not.
-    let idle = tokio::time::sleep(settings.header_read_timeout);
+    // One idle timer and one drain waiter for the connection's life, not one per request: the
+    // idle deadline moves later after every response, and the timer only when it fires early.
+    let mut idle_until = Instant::now() + settings.header_read_timeout;
+    let idle = tokio::time::sleep_until(idle_until);
     tokio::pin!(idle);
     let mut drain_signal = drain.clone();
     let drained = drain_signal.wait_for(|draining| *draining);
@@ -48,17 +54,20 @@ pub async fn serve<T: Transport, H: Handler>(
         if buf.is_empty() {
             // Idle: wait for bytes without holding a buffer.
             if !first {
-                idle.as_mut().reset(Instant::now() + settings.idle_timeout);
+                idle_until = Instant::from_std(clock::coarse_now()) + settings.idle_timeout;
+                deadline::set(idle.as_mut(), idle_until);
             }
+            // Readiness first: when it wakes the task, the drain waiter is not polled (each poll
+            // of it takes a lock). A drain seen late is seen before the next response is written.
             tokio::select! {
                 biased;
-                _ = &mut drained => break,
                 ready = io.ready_to_read() => {
                     if ready.is_err() {
                         break;
                     }
                 }
-                _ = &mut idle => break,
+                _ = std::future::poll_fn(|cx| deadline::poll(idle.as_mut(), idle_until, cx)) => break,
+                _ = &mut drained => break,
             }
         }
         let draining = *drain.borrow();
@@ -71,7 +80,7 @@ pub async fn serve<T: Transport, H: Handler>(
         match next {
             Next::KeepAlive => {
                 if buf.is_empty() {
-                    buf = BytesMut::new();
+                    buffers::CLIENT.with(|spares| spares.give(std::mem::take(&mut buf)));
                 }
             }
             Next::Close => break,
@@ -136,12 +145,22 @@ async fn read_head<T: Transport>(
             }
         }
         if buf.capacity() - buf.len() < HEAD_READ_CHUNK / 4 {
-            buf.reserve(
-                HEAD_READ_CHUNK
-                    .min(settings.max_header_bytes + 1 - buf.len().min(settings.max_header_bytes)),
-            );
+            let room = HEAD_READ_CHUNK
+                .min(settings.max_header_bytes + 1 - buf.len().min(settings.max_header_bytes));
+            if buf.capacity() == 0 {
+                *buf = buffers::CLIENT.with(|spares| spares.take(room));
+            } else {
+                buf.reserve(room);
+            }
         }
-        match timeout_at(deadline, io.read_buf(buf)).await {
+        // The bytes are usually there already (the socket was readable): only a read that has
+        // to wait needs the timer, whose creation clones the runtime's handle.
+        let mut read = std::pin::pin!(io.read_buf(buf));
+        let read = match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+            Poll::Ready(done) => Ok(done),
+            Poll::Pending => timeout_at(deadline, read).await,
+        };
+        match read {
             Err(_) if buf.is_empty() => return ReadHead::Closed,
             Err(_) => return ReadHead::TimedOut,
             Ok(Ok(0)) | Ok(Err(_)) => return ReadHead::Closed,

@@ -4,6 +4,7 @@
 use super::conn::{Server, Stream};
 use super::wire::ResponseFraming;
 use crate::body::BoxError;
+use crate::buffers;
 use crate::h1::chunked::{ChunkedDecoder, Decoded};
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
@@ -73,7 +74,8 @@ impl UpstreamBody {
                 pool.put(stream);
             }
         }
-        self.buf = BytesMut::new();
+        let buf = std::mem::take(&mut self.buf);
+        buffers::ORIGIN.with(|spares| spares.give(buf));
     }
 
     /// The next piece of body already buffered, if any.

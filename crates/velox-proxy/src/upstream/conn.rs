@@ -1,6 +1,7 @@
 //! Connections to origin servers (plain or TLS) and the idle pool that keeps them.
 //! An idle pooled connection holds no buffers: only its socket (and TLS session).
 
+use crate::{clock, deadline};
 use http::uri::{Authority, Scheme};
 use rustls::pki_types::ServerName;
 use socket2::SockRef;
@@ -43,33 +44,32 @@ impl Stream {
 }
 
 /// One connection's first-byte timer, armed for each request and kept, still registered,
-/// between them: moving a registered tokio timer's deadline later is one atomic operation,
-/// while a fresh timer per request takes the timer wheel's lock twice (to insert it and to
-/// remove it). When the deadline passes on an idle connection, the timer wakes its last task
-/// once, harmlessly.
+/// between them (see `crate::deadline`): a fresh timer per request takes the timer wheel's lock
+/// twice (to insert it and to remove it). When it fires on an idle connection, it wakes its
+/// last task once, harmlessly.
 pub struct FirstByteTimer(Option<Pin<Box<Sleep>>>);
 
 impl FirstByteTimer {
     /// Waits for `read` for at most `limit`; `None` if the time ran out first.
     pub async fn within<F: Future>(&mut self, limit: Duration, read: F) -> Option<F::Output> {
-        let now = tokio::time::Instant::now();
+        let now = tokio::time::Instant::from_std(clock::coarse_now());
         // As `tokio::time::timeout` does: a limit past any clock is a very distant deadline.
-        let deadline = now
+        let until = now
             .checked_add(limit)
             .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
         let timer = match &mut self.0 {
             Some(timer) => {
-                timer.as_mut().reset(deadline);
+                deadline::set(timer.as_mut(), until);
                 timer
             }
-            slot @ None => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+            slot @ None => slot.insert(Box::pin(tokio::time::sleep_until(until))),
         };
         let mut read = std::pin::pin!(read);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = read.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
             }
-            timer.as_mut().poll(cx).map(|()| None)
+            deadline::poll(timer.as_mut(), until, cx).map(|()| None)
         })
         .await
     }
@@ -263,7 +263,7 @@ impl Server {
 
     /// A pooled connection that has not idled out (most recent first) and how long it idled.
     pub fn checkout(&self) -> Option<(Stream, Duration)> {
-        let now = Instant::now();
+        let now = clock::coarse_now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Limits differ per connection, so an expired one may sit above a live one.
         while let Some(entry) = idle.pop() {
@@ -277,7 +277,7 @@ impl Server {
     /// Returns a connection whose last exchange completed cleanly, to be used for at most
     /// `limit` from now.
     pub fn checkin(&self, stream: Stream, max_idle: usize, limit: Duration) {
-        let now = Instant::now();
+        let now = clock::coarse_now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Oldest first: drop the expired prefix; usually nothing, so one comparison.
         let expired = idle.iter().take_while(|entry| entry.expired(now)).count();

@@ -9,6 +9,7 @@ mod conn;
 pub mod wire;
 
 use crate::body::Body;
+use crate::buffers;
 use crate::transport::{Duplex, Upgraded};
 use body::{PoolReturn, UpstreamBody};
 use bytes::BytesMut;
@@ -27,6 +28,8 @@ use wire::{RequestFraming, ResponseFraming};
 
 /// Largest response head accepted from an origin.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Room for a response head and the start of its body in one read.
+const READ_HEAD_ROOM: usize = 8 * 1024;
 
 /// A pooled connection idle for less than this is used for a request with a body without a
 /// check: origins close idle connections after seconds (Node.js and Apache: 5 s).
@@ -234,7 +237,7 @@ impl Upstream {
         stream.flush().await.map_err(failed)?;
 
         // The first-byte clock starts once the request, body included, is sent.
-        let mut buf = BytesMut::new();
+        let mut buf = buffers::ORIGIN.with(|spares| spares.take(READ_HEAD_ROOM));
         let (io, first_byte) = stream.parts();
         let read = read_final_head(io, &mut buf, on_interim);
         let response_head = match first_byte.within(self.first_byte_timeout, read).await {
@@ -280,6 +283,7 @@ impl Upstream {
         if body_framing == ResponseFraming::Empty {
             if let Some(pool) = pool.filter(|_| buf.is_empty()) {
                 pool.put(stream);
+                buffers::ORIGIN.with(|spares| spares.give(buf));
             }
             return Ok(response);
         }
@@ -331,7 +335,7 @@ async fn read_final_head(
             None => {}
         }
         if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(8 * 1024);
+            buf.reserve(READ_HEAD_ROOM);
         }
         match stream.read_buf(buf).await {
             Ok(0) if !received_any => return Err(HeadFailure::ClosedEarly),

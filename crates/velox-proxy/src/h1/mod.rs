@@ -70,7 +70,9 @@ pub async fn serve<T: Transport, H: Handler>(
                 _ = &mut drained => break,
             }
         }
-        let draining = *drain.borrow();
+        // The drain signal is sent once, `true`: any change means draining, and checking for one
+        // reads a version number where `borrow` would take the value's lock.
+        let draining = drain.has_changed().unwrap_or(true);
         // Boxed so the idle connection's task stays small: the request state exists only during a request.
         let next = Box::pin(serve_one(
             &mut io, &mut buf, first, &*handler, conn, &settings, draining,

@@ -149,6 +149,10 @@ impl Upstream {
 
     /// Round-robin over the servers; the load-balancing issue replaces this.
     fn pick(&self) -> &Arc<Server> {
+        // One server needs no turn: the counter is a cache line every worker thread writes.
+        if let [only] = self.servers.as_slice() {
+            return only;
+        }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.servers.len();
         &self.servers[i]
     }
@@ -161,7 +165,7 @@ impl Upstream {
         request: Request<Body>,
         on_interim: &OnInterim<'_>,
     ) -> Result<Response<Body>, UpstreamError> {
-        let server = self.pick().clone();
+        let server = self.pick();
         let (parts, body) = request.into_parts();
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
@@ -185,7 +189,7 @@ impl Upstream {
         loop {
             match self
                 .exchange(
-                    &server,
+                    server,
                     stream,
                     &head,
                     body.take(),

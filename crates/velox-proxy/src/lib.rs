@@ -15,6 +15,7 @@ pub mod forward;
 pub mod h1;
 mod h2;
 pub mod handler;
+mod in_place;
 pub mod interim;
 mod listener;
 pub mod proxy;

@@ -11,6 +11,7 @@ mod serve;
 
 use crate::body::{self, Body};
 use crate::errors::error_response;
+use crate::in_place;
 use crate::proxy::{request_host, Forward};
 use coalesce::{Coalescer, Inflight, Role, SharedHead};
 use http::header::{AUTHORIZATION, IF_RANGE, RANGE, VARY};
@@ -346,7 +347,7 @@ impl Cache {
         {
             // Forwarded past the cache, boxed like every rare path here: inline, each of these
             // awaits would add an origin exchange's state to every hit's future.
-            let mut response = Box::pin(fwd.send(req)).await;
+            let mut response = in_place::boxed(|| fwd.send(req)).await;
             set_cache_status(
                 response.headers_mut(),
                 &CacheStatus::forward(Fwd::Request).with_detail("upgrade"),
@@ -361,7 +362,7 @@ impl Cache {
         if method != Method::GET && method != Method::HEAD {
             // Owned: the request goes forward before the invalidations are worked out.
             let (authority, path_and_query) = (authority.to_owned(), path_and_query.to_owned());
-            let mut response = Box::pin(fwd.send(req)).await;
+            let mut response = in_place::boxed(|| fwd.send(req)).await;
             self.strip_tags(response.headers_mut());
             if !velox_cache::policy::invalidation::is_safe_method(&method) {
                 for uri in invalidations(
@@ -423,10 +424,13 @@ impl Cache {
                 response
             }
             // Misses and revalidations are boxed: their state would otherwise weigh on every hit.
-            Found::VaryMiss => Box::pin(self.fetch(facts, route, fwd, Fwd::VaryMiss)).await,
-            Found::Miss => Box::pin(self.fetch(facts, route, fwd, Fwd::UriMiss)).await,
+            Found::VaryMiss => {
+                in_place::boxed(|| self.fetch(facts, route, fwd, Fwd::VaryMiss)).await
+            }
+            Found::Miss => in_place::boxed(|| self.fetch(facts, route, fwd, Fwd::UriMiss)).await,
             Found::Purged => {
-                let mut response = Box::pin(self.fetch(facts, route, fwd, Fwd::UriMiss)).await;
+                let mut response =
+                    in_place::boxed(|| self.fetch(facts, route, fwd, Fwd::UriMiss)).await;
                 append_param(response.headers_mut(), "detail=purged");
                 response
             }
@@ -481,14 +485,14 @@ impl Cache {
                     return response;
                 }
                 ServeDecision::Revalidate => {
-                    return Box::pin(self.revalidate(facts, route, fwd, entry)).await
+                    return in_place::boxed(|| self.revalidate(facts, route, fwd, entry)).await
                 }
             };
         match served {
             Some(response) => response,
             // Preconditions only the origin may judge: pass the request on as it is.
             None => {
-                let mut response = Box::pin(fwd.send(facts.client_request())).await;
+                let mut response = in_place::boxed(|| fwd.send(facts.client_request())).await;
                 self.strip_tags(response.headers_mut());
                 set_cache_status(response.headers_mut(), &CacheStatus::forward(Fwd::Request));
                 response

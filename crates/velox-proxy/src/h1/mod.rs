@@ -13,6 +13,7 @@ use crate::clock;
 use crate::deadline;
 use crate::errors::error_response;
 use crate::handler::{ConnInfo, ConnSettings, Handler};
+use crate::in_place;
 use crate::interim;
 use crate::transport::{OnUpgrade, Rewind, Transport, Upgraded};
 use body::{pump_body, BodyError, ChannelBody};
@@ -74,9 +75,11 @@ pub async fn serve<T: Transport, H: Handler>(
         // reads a version number where `borrow` would take the value's lock.
         let draining = drain.has_changed().unwrap_or(true);
         // Boxed so the idle connection's task stays small: the request state exists only during a request.
-        let next = Box::pin(serve_one(
-            &mut io, &mut buf, first, &*handler, conn, &settings, draining,
-        ))
+        let next = in_place::boxed(|| {
+            serve_one(
+                &mut io, &mut buf, first, &*handler, conn, &settings, draining,
+            )
+        })
         .await;
         first = false;
         match next {

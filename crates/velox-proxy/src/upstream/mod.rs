@@ -180,7 +180,7 @@ impl Upstream {
         wire::encode_request_head(&mut head, &parts.method, target, &parts.headers, framing);
         let mut body = (framing != RequestFraming::Empty).then_some(body);
 
-        let (mut stream, mut reused) = match checkout(&server, framing) {
+        let (mut stream, mut reused) = match checkout(server, framing) {
             Some(stream) => (stream, true),
             // Connecting (TCP, maybe TLS) is boxed: pooled connections are the common case,
             // and the handshake's state would otherwise sit in every request's future.

@@ -368,6 +368,64 @@ async fn sigterm_drains_in_flight_request_then_exits_0() {
     );
 }
 
+/// Sends `GET path` on `conn` and reads the response, whose body is `body`.
+async fn exchange_on(conn: &mut TcpStream, path: &str, body: &str) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = format!("\r\n\r\n{body}");
+    while !String::from_utf8_lossy(&data).ends_with(&end) {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "closed before the response ended");
+        data.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&data).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    let origin = start_origin().await;
+    let mut velox = Velox::basic(origin.addr).await;
+    // An idle connection that has already waited between requests (its drain waiter is
+    // registered once and then checked by version).
+    let mut idle = TcpStream::connect(velox.addr).await.expect("connect");
+    for _ in 0..3 {
+        exchange_on(&mut idle, "/slow?ms=1", "ok").await;
+    }
+    // A slow request keeps the drain going for about 2 s.
+    let slow_url = velox.url("/slow?ms=2000");
+    let in_flight = tokio::spawn(async move { body_text(&slow_url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    velox.signal(libc_signal::Signal::Term);
+
+    // The idle connection is closed at once, not when the drain ends.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut byte))
+        .await
+        .expect("the idle connection is closed within 5 s");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "no bytes on an idle connection"
+    );
+    assert!(
+        sent.elapsed() < Duration::from_millis(1000),
+        "the idle connection was closed {:?} after SIGTERM",
+        sent.elapsed()
+    );
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("in-flight request finished")
+        .expect("task");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let code = tokio::task::block_in_place(|| velox.wait_exit(Duration::from_secs(5)));
+    assert_eq!(code, Some(0), "exit status after SIGTERM");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_open_websocket_finish_then_exits_0() {
     use futures_util::{SinkExt, StreamExt};

@@ -51,6 +51,9 @@ pub async fn serve<T: Transport, H: Handler>(
     let mut drain_signal = drain.clone();
     let drained = drain_signal.wait_for(|draining| *draining);
     tokio::pin!(drained);
+    // The drain waiter is polled once, which registers this task with it for the connection's
+    // life; later waits check the channel's version instead (polling the waiter takes a lock).
+    let mut drain_registered = false;
     loop {
         if buf.is_empty() {
             // Idle: wait for bytes without holding a buffer.
@@ -58,8 +61,7 @@ pub async fn serve<T: Transport, H: Handler>(
                 idle_until = Instant::from_std(clock::coarse_now()) + settings.idle_timeout;
                 deadline::set(idle.as_mut(), idle_until);
             }
-            // Readiness first: when it wakes the task, the drain waiter is not polled (each poll
-            // of it takes a lock). A drain seen late is seen before the next response is written.
+            // Readiness first. A drain seen late is seen before the next response is written.
             tokio::select! {
                 biased;
                 ready = io.ready_to_read() => {
@@ -68,7 +70,17 @@ pub async fn serve<T: Transport, H: Handler>(
                     }
                 }
                 _ = std::future::poll_fn(|cx| deadline::poll(idle.as_mut(), idle_until, cx)) => break,
-                _ = &mut drained => break,
+                _ = std::future::poll_fn(|cx| {
+                    if drain_registered {
+                        return match drain.has_changed() {
+                            Ok(false) => Poll::Pending,
+                            _ => Poll::Ready(()),
+                        };
+                    }
+                    let polled = drained.as_mut().poll(cx).map(|_| ());
+                    drain_registered = polled.is_pending();
+                    polled
+                }) => break,
             }
         }
         // The drain signal is sent once, `true`: any change means draining, and checking for one

@@ -351,16 +351,8 @@ async fn sigterm_drains_in_flight_request_then_exits_0() {
         "the listener still accepts new connections 1s after SIGTERM"
     );
 
-    // The in-flight request completes normally.
-    let (status, body) = tokio::time::timeout(Duration::from_secs(10), in_flight)
-        .await
-        .expect("in-flight request finished")
-        .expect("task");
-    assert_eq!((status, body.as_str()), (200, "ok"));
-
-    // And the process exits 0, well within the 5 s grace.
-    let code = tokio::task::block_in_place(|| velox.wait_exit(Duration::from_secs(5)));
-    assert_eq!(code, Some(0), "exit status after SIGTERM");
+    // The in-flight request completes normally, and the process exits 0, well within the 5 s grace.
+    in_flight_ends_ok_then_exit_0(in_flight, &mut velox).await;
     assert!(
         sent.elapsed() < Duration::from_secs(4),
         "exit took {:?}",
@@ -417,6 +409,14 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
         "the idle connection was closed {:?} after SIGTERM",
         sent.elapsed()
     );
+    in_flight_ends_ok_then_exit_0(in_flight, &mut velox).await;
+}
+
+/// After SIGTERM: the request in flight ends with 200 "ok", then the process exits 0.
+async fn in_flight_ends_ok_then_exit_0(
+    in_flight: tokio::task::JoinHandle<(u16, String)>,
+    velox: &mut Velox,
+) {
     let (status, body) = tokio::time::timeout(Duration::from_secs(10), in_flight)
         .await
         .expect("in-flight request finished")

@@ -3,7 +3,7 @@
 # Velox's own work that, unlike requests per CPU-second, does not move with the load of a shared
 # machine. Use it to compare two builds of the request path; use bench/run.sh for throughput.
 #
-#   bash bench/instructions.sh [--velox PATH] [--requests N] [--no-build]
+#   bash bench/instructions.sh [--velox PATH] [--requests N] [--no-build] [--keep DIR]
 #
 # An nginx origin (1 worker, on 127.0.0.1) serves /1k (`no-store`) and /cached/1k (`max-age=3600`).
 # Each case starts Velox under callgrind, warms it with 2,000 requests, zeroes the counters,
@@ -16,6 +16,7 @@
 #   uncached      1 KiB through a `mode = "bypass"` route, defaults (bench/run.sh scenario A)
 # Instruction counts include libc and the allocator; valgrind counts a `rep movsb` copy byte by
 # byte, so large copies weigh more than they cost. The kernel's share is not counted.
+# --keep DIR keeps each case's callgrind profile as DIR/CASE.callgrind, for callgrind_annotate.
 # Installs valgrind, nginx and curl with apt-get when they are missing. Loopback only; bounded.
 
 set -euo pipefail
@@ -25,13 +26,15 @@ REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 VELOX_BIN=""
 REQUESTS=10000
 BUILD=1
+KEEP=""
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --velox) VELOX_BIN="$2"; shift 2 ;;
         --requests) REQUESTS="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --keep) KEEP="$2"; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -125,6 +128,7 @@ measure() {
     callgrind_control -d "$pid" >/dev/null 2>&1
     kill "$pid"
     wait "$pid" 2>/dev/null || true
+    if [[ -n "$KEEP" ]]; then mkdir -p "$KEEP" && cp "$d/cg.out.1" "$KEEP/$name.callgrind"; fi
     total=$(callgrind_annotate "$d/cg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
     echo $((total / REQUESTS))
 }

@@ -405,16 +405,16 @@ impl Scope {
         };
         pending.status = status;
         pending.parsed = parsed;
+        // One clock reading serves the origin's time and, for a response recorded with its
+        // head, the request's total.
+        let now = Instant::now();
         if parsed.forwarded {
-            let first_byte = pending.started.elapsed();
+            let first_byte = now.saturating_duration_since(pending.started);
             pending.first_byte = Some(first_byte);
             if let (true, Some(up)) = (pending.metrics, &route.upstream) {
-                up.first_byte.observe(first_byte);
                 match upstream_error {
-                    Some(kind) => {
-                        up.errors[kind].fetch_add(1, Relaxed);
-                    }
-                    None => up.requests.inc(parsed.fwd_status.unwrap_or(status)),
+                    Some(kind) => up.failed(kind, first_byte),
+                    None => up.answered(parsed.fwd_status.unwrap_or(status), first_byte),
                 }
             }
         }
@@ -429,7 +429,7 @@ impl Scope {
             .exact()
             .filter(|&len| len <= SMALL_BODY);
         if let (true, Some(len)) = (counted, small) {
-            route.complete(&pending, len, cache_status);
+            route.complete(&pending, len, cache_status, now);
         }
         let wrap = counted && small.is_none();
         if wrap && pending.log {
@@ -472,9 +472,8 @@ fn server_timing(outcome: CacheOutcome, first_byte: Option<Duration>) -> Option<
 }
 
 impl RouteScope {
-    /// Records a finished request. `cache_status` is the response's.
-    fn complete(&self, p: &Pending, bytes: u64, cache_status: Option<&HeaderValue>) {
-        let now = Instant::now();
+    /// Records a finished request (`now`: when it finished). `cache_status` is the response's.
+    fn complete(&self, p: &Pending, bytes: u64, cache_status: Option<&HeaderValue>, now: Instant) {
         let total = now.saturating_duration_since(p.started);
         let parsed = p.parsed;
         let o = &self.observer;
@@ -488,11 +487,13 @@ impl RouteScope {
                 bytes,
             );
             if let (true, Some(up)) = (parsed.forwarded, &self.upstream) {
-                up.total.observe(total);
                 // Bytes the origin sent for this response: not for a 304 revalidation.
-                if parsed.outcome != CacheOutcome::Revalidated && bytes > 0 {
-                    up.bytes.fetch_add(bytes, Relaxed);
-                }
+                let from_origin = if parsed.outcome == CacheOutcome::Revalidated {
+                    0
+                } else {
+                    bytes
+                };
+                up.finished(total, from_origin);
             }
             if let Ok(mut top) = o.top_requests.try_lock() {
                 top.add(path);
@@ -562,7 +563,8 @@ struct Recorded {
 impl Recorded {
     fn complete(&mut self) {
         if let Some(p) = self.pending.take() {
-            self.route.complete(&p, self.bytes, p.cache_status.as_ref());
+            self.route
+                .complete(&p, self.bytes, p.cache_status.as_ref(), Instant::now());
         }
     }
 }
@@ -651,7 +653,7 @@ impl Observer {
         for r in &routes {
             for cache in CacheOutcome::ALL {
                 for (m, method) in METHODS.iter().enumerate() {
-                    for (status, n) in r.requests[cache.index()][m].nonzero() {
+                    for (status, n) in r.requests(cache, m) {
                         let status = status.to_string();
                         e.sample(
                             "velox_requests_total",
@@ -675,12 +677,12 @@ impl Observer {
         );
         for r in &routes {
             for cache in CacheOutcome::ALL {
-                let h = &r.duration[cache.index()];
+                let h = r.duration(cache);
                 if h.count() > 0 {
                     e.histogram(
                         "velox_request_duration_seconds",
                         &[("route", &r.name), ("cache", cache.as_str())],
-                        h,
+                        &h,
                     );
                 }
             }
@@ -693,12 +695,11 @@ impl Observer {
         );
         for r in &routes {
             for cache in CacheOutcome::ALL {
-                let c = cache.index();
-                if r.duration[c].count() > 0 {
+                if r.duration(cache).count() > 0 {
                     e.sample(
                         "velox_response_bytes_total",
                         &[("route", &r.name), ("cache", cache.as_str())],
-                        r.bytes[c].load(Relaxed),
+                        r.bytes(cache),
                     );
                 }
             }
@@ -710,7 +711,7 @@ impl Observer {
             "Responses received from upstreams, by status code the origin sent.",
         );
         for u in &upstreams {
-            for (status, n) in u.requests.nonzero() {
+            for (status, n) in u.requests() {
                 let status = status.to_string();
                 e.sample(
                     "velox_upstream_requests_total",
@@ -733,7 +734,7 @@ impl Observer {
                 e.sample(
                     "velox_upstream_errors_total",
                     &[("upstream", &u.name), ("server", &u.server), ("kind", kind)],
-                    u.errors[k].load(Relaxed),
+                    u.errors(k),
                 );
             }
         }
@@ -743,11 +744,11 @@ impl Observer {
             "Upstream time: phase=first_byte until the response head, phase=total until the body ends.",
         );
         for u in &upstreams {
-            for (phase, h) in [("first_byte", &u.first_byte), ("total", &u.total)] {
+            for (phase, h) in [("first_byte", u.first_byte()), ("total", u.total())] {
                 e.histogram(
                     "velox_upstream_duration_seconds",
                     &[("upstream", &u.name), ("phase", phase)],
-                    h,
+                    &h,
                 );
             }
         }
@@ -760,7 +761,7 @@ impl Observer {
             e.sample(
                 "velox_upstream_response_bytes_total",
                 &[("upstream", &u.name), ("server", &u.server)],
-                u.bytes.load(Relaxed),
+                u.bytes(),
             );
         }
 
@@ -849,31 +850,34 @@ impl Observer {
         let mut by_cache = Map::new();
         let mut by_status = std::collections::BTreeMap::<u16, u64>::new();
         let mut bytes_out = 0;
-        let mut latency = Histogram::default().counts();
+        let mut latency = Histogram::default().counts;
         let mut latency_sum = 0.0;
         let mut requests = 0;
         let mut per_route = Vec::new();
         for cache in CacheOutcome::ALL {
-            let c = cache.index();
             let mut n = 0;
             for r in &routes {
                 for m in 0..METHODS.len() {
-                    for (status, count) in r.requests[c][m].nonzero() {
+                    for (status, count) in r.requests(cache, m) {
                         *by_status.entry(status).or_default() += count;
                         n += count;
                     }
                 }
-                bytes_out += r.bytes[c].load(Relaxed);
-                for (i, count) in r.duration[c].counts().iter().enumerate() {
-                    latency[i] += count;
+                bytes_out += r.bytes(cache);
+                let duration = r.duration(cache);
+                for (sum, count) in latency.iter_mut().zip(duration.counts) {
+                    *sum += count;
                 }
-                latency_sum += r.duration[c].sum_seconds();
+                latency_sum += duration.sum_seconds();
             }
             requests += n;
             by_cache.insert(cache.as_str().into(), n.into());
         }
         for r in &routes {
-            let n: u64 = r.duration.iter().map(Histogram::count).sum();
+            let n: u64 = CacheOutcome::ALL
+                .iter()
+                .map(|&c| r.duration(c).count())
+                .sum();
             if n > 0 || r.name != UNMATCHED_ROUTE {
                 per_route.push(json!({ "name": r.name, "requests": n }));
             }
@@ -882,11 +886,13 @@ impl Observer {
             .all_upstreams()
             .iter()
             .map(|u| {
+                let first_byte = u.first_byte();
                 let kinds: Map<String, Value> = ERROR_KINDS
                     .iter()
                     .enumerate()
-                    .filter(|(k, _)| u.errors[*k].load(Relaxed) > 0)
-                    .map(|(k, kind)| ((*kind).to_owned(), u.errors[k].load(Relaxed).into()))
+                    .map(|(k, kind)| (kind, u.errors(k)))
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(kind, n)| ((*kind).to_owned(), n.into()))
                     .collect();
                 json!({
                     "name": u.name,
@@ -894,18 +900,14 @@ impl Observer {
                     "requests": u.requests_total(),
                     "errors": u.errors_total(),
                     "error_kinds": kinds,
-                    "bytes": u.bytes.load(Relaxed),
-                    "first_byte_avg_ms": if u.first_byte.count() > 0 {
-                        u.first_byte.sum_seconds() * 1e3 / u.first_byte.count() as f64
+                    "bytes": u.bytes(),
+                    "first_byte_avg_ms": if first_byte.count() > 0 {
+                        first_byte.sum_seconds() * 1e3 / first_byte.count() as f64
                     } else { 0.0 },
                 })
             })
             .collect();
-        let bytes_in: u64 = self
-            .all_upstreams()
-            .iter()
-            .map(|u| u.bytes.load(Relaxed))
-            .sum();
+        let bytes_in: u64 = self.all_upstreams().iter().map(|u| u.bytes()).sum();
         let top = |t: &Mutex<TopK>| -> Vec<Value> {
             t.lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -5,8 +5,8 @@
 //! routed (request id, sampling decision) and [`Scope::finish`] when the response head is ready
 //! (reads the outcome from `Cache-Status`, adds `X-Request-Id` / `Server-Timing`, and records a
 //! small response at once, or wraps a longer body so that bytes and total duration are recorded
-//! when it ends). Recording is a few relaxed atomic adds ([`metrics`]); the access log line is
-//! formatted on the request's thread into a batch that a writer thread writes.
+//! when it ends). Recording is a few plain adds to the thread's own cells ([`metrics`]); the
+//! access log's record is copied into a batch that a writer thread formats and writes.
 //!
 //! An [`Observer`] lives as long as the process (counters survive reloads); a [`Scope`] is built
 //! per configuration and maps route and upstream indexes to their metric cells.

@@ -39,9 +39,12 @@ pub fn method_index(method: &http::Method) -> usize {
 /// Status codes 100..=999 (what `http::StatusCode` allows), one slot each.
 const STATUS_SLOTS: usize = 900;
 
-/// Threads that get a row of cells of their own; any further thread shares row 0.
-const OWN_ROWS: usize = 8;
-const ROWS: usize = OWN_ROWS + 1;
+/// How many threads get a row of cells of their own: one per CPU the process may run on (as
+/// many as the runtime's worker threads), at most 64; any further thread shares row 0.
+fn own_rows() -> usize {
+    static OWN_ROWS: OnceLock<usize> = OnceLock::new();
+    *OWN_ROWS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(64)))
+}
 
 /// Rows handed out so far.
 static ROWS_CLAIMED: AtomicUsize = AtomicUsize::new(0);
@@ -53,8 +56,9 @@ thread_local! {
 
 /// The row of cells a thread records into. Every series is kept once per row and summed at
 /// scrape: a thread adds to its own row with a plain load and store, where a shared cell would
-/// need a locked read-modify-write (about 20 cycles each, several per request). Row 0 is shared
-/// by the threads that came after the own rows ran out, and is added to atomically.
+/// need a locked read-modify-write (about 20 cycles each, several per request) on a cache line
+/// every core writes. Row 0 is shared by the threads that came after the own rows ran out (in
+/// practice blocking-pool threads, which rarely record), and is added to atomically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Row(usize);
 
@@ -65,7 +69,7 @@ impl Row {
             Some(r) => r,
             None => {
                 let n = ROWS_CLAIMED.fetch_add(1, Relaxed);
-                let r = Row(if n < OWN_ROWS { n + 1 } else { 0 });
+                let r = Row(if n < own_rows() { n + 1 } else { 0 });
                 row.set(Some(r));
                 r
             }
@@ -92,7 +96,7 @@ struct Padded<T>(T);
 
 impl<T: Default> Default for Rows<T> {
     fn default() -> Self {
-        Rows((0..ROWS).map(|_| Padded::default()).collect())
+        Rows((0..=own_rows()).map(|_| Padded::default()).collect())
     }
 }
 
@@ -518,7 +522,7 @@ mod tests {
     fn rows_of_many_threads_add_up() {
         // More threads than own rows: the last ones share row 0, atomically.
         let m = std::sync::Arc::new(UpstreamMetrics::new("u".into(), "any".into()));
-        let threads: Vec<_> = (0..OWN_ROWS + 4)
+        let threads: Vec<_> = (0..own_rows() + 4)
             .map(|_| {
                 let m = m.clone();
                 std::thread::spawn(move || {
@@ -533,7 +537,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let n = (OWN_ROWS + 4) as u64;
+        let n = (own_rows() + 4) as u64;
         assert_eq!(m.requests(), vec![(200, 1000 * n)]);
         assert_eq!(m.requests_total(), 1000 * n);
         assert_eq!(m.errors(1), n);

@@ -36,14 +36,12 @@ pub fn method_index(method: &http::Method) -> usize {
     }
 }
 
-/// Status codes 100..=999 (what `http::StatusCode` allows), one slot each.
-const STATUS_SLOTS: usize = 900;
-
 /// How many threads get a row of cells of their own: one per CPU the process may run on (as
-/// many as the runtime's worker threads), at most 64; any further thread shares row 0.
+/// many as the runtime's worker threads), at most 16 (memory grows with the rows); any further
+/// thread shares row 0.
 fn own_rows() -> usize {
     static OWN_ROWS: OnceLock<usize> = OnceLock::new();
-    *OWN_ROWS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(64)))
+    *OWN_ROWS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(16)))
 }
 
 /// Rows handed out so far.
@@ -115,29 +113,31 @@ impl<T> Rows<T> {
     }
 }
 
-/// A counter per status code, allocated on first use (7 KiB), so unused label combinations cost
-/// one pointer.
+/// A counter per status code 100..=999 (what `http::StatusCode` allows), in one block per
+/// hundred allocated on first use (800 bytes): a label combination that answers only 2xx costs
+/// one block, and an unused one nine pointers.
 #[derive(Default)]
-struct StatusCounters(OnceLock<Box<[AtomicU64]>>);
+struct StatusCounters([OnceLock<Box<[AtomicU64; 100]>>; 9]);
 
 impl StatusCounters {
     fn inc(&self, status: u16, row: Row) {
-        let slots = self
-            .0
-            .get_or_init(|| (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect());
-        let i = usize::from(status.clamp(100, 999) - 100);
-        row.add(&slots[i], 1);
+        let status = usize::from(status.clamp(100, 999));
+        let block = self.0[status / 100 - 1]
+            .get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+        row.add(&block[status % 100], 1);
     }
 }
 
 /// `(status, count)` for every status counted in any row, in status order.
 fn status_counts<'a>(rows: impl Iterator<Item = &'a StatusCounters>) -> Vec<(u16, u64)> {
     let mut sums = std::collections::BTreeMap::<u16, u64>::new();
-    for slots in rows.filter_map(|s| s.0.get()) {
-        for (i, c) in slots.iter().enumerate() {
-            let n = c.load(Relaxed);
-            if n > 0 {
-                *sums.entry(i as u16 + 100).or_default() += n;
+    for counters in rows {
+        for (hundred, block) in counters.0.iter().enumerate() {
+            for (i, c) in block.get().into_iter().flat_map(|b| b.iter().enumerate()) {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    *sums.entry((100 * (hundred + 1) + i) as u16).or_default() += n;
+                }
             }
         }
     }

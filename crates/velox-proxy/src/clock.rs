@@ -18,26 +18,29 @@ pub fn coarse_now() -> Instant {
     // the precise one by less than a tick, and the anchor adds a tick (its resolution) back.
     let (reading, instant) = *ANCHOR.get_or_init(|| {
         let reading = coarse_monotonic();
-        (reading, Instant::now() + read(libc::clock_getres))
+        (reading, Instant::now() + tick())
     });
     instant + now.saturating_sub(reading)
 }
 
 fn coarse_monotonic() -> Duration {
-    read(libc::clock_gettime)
+    // SAFETY: clock_gettime writes only the timespec it is given (CLOCK_MONOTONIC_COARSE: Linux
+    // 2.6.32 and later).
+    read(|ts| unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, ts) })
 }
 
-/// Calls `clock_gettime` or `clock_getres` for the coarse monotonic clock.
-fn read(
-    call: unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int,
-) -> Duration {
+/// The coarse clock's resolution: the length of a timer tick.
+fn tick() -> Duration {
+    // SAFETY: clock_getres writes only the timespec it is given.
+    read(|ts| unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, ts) })
+}
+
+fn read(call: impl FnOnce(*mut libc::timespec) -> libc::c_int) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: both calls write only the timespec they are given (CLOCK_MONOTONIC_COARSE: Linux
-    // 2.6.32 and later).
-    unsafe { call(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    call(&mut ts);
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
@@ -47,7 +50,7 @@ mod tests {
 
     #[test]
     fn is_never_behind_the_precise_clock_and_at_most_two_ticks_ahead() {
-        let tick = read(libc::clock_getres);
+        let tick = tick();
         assert!(
             tick > Duration::ZERO && tick <= Duration::from_millis(10),
             "{tick:?}"

@@ -191,6 +191,13 @@ impl Velox {
 
 impl Drop for Velox {
     fn drop(&mut self) {
+        // A failing test says whether Velox had already gone, and how: a request refused by a
+        // listener that was up is otherwise a mystery.
+        if std::thread::panicking() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                eprintln!("velox on {} had already exited: {status}", self.addr);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

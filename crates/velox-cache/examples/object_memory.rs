@@ -3,7 +3,9 @@
 //! bytes and about 210 bytes of meta encoded into a 256-byte buffer, as the proxy does. Each is
 //! read once (serving a chunk clones its `Bytes`). 300,000 objects go through a 100 MiB tier, so
 //! it runs full, with evictions and a full ghost queue, as in the benchmark. Counts requested
-//! sizes, so allocator rounding comes on top; the proxy's decoded copy of the meta is not included.
+//! sizes, so allocator rounding comes on top. The proxy's decoded copy of the meta is not made here
+//! (the store charges it through `StoreConfig::decoded_charge`; velox-proxy's `cache/meta.rs`
+//! tests that charge against what decoding allocates).
 //!
 //! `cargo run -p velox-cache --release --example object_memory`
 

@@ -20,6 +20,8 @@ pub mod interim;
 mod listener;
 pub mod proxy;
 pub mod server;
+#[cfg(test)]
+mod test_alloc;
 mod tls;
 pub mod transport;
 mod tunnel;

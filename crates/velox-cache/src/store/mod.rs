@@ -26,7 +26,7 @@
 //!   [`ObjectWriter::finish`]: the object goes to memory at once (if it fits) and is queued for
 //!   the disk; a dropped writer leaves nothing behind.
 //! * **Memory tier** (`s3fifo.rs`): S3-FIFO bounded in charged bytes (meta + body + key + a
-//!   per-object overhead), sharded by key hash once each shard gets at least 8 MiB. A hit is a
+//!   per-object overhead + the caller's decoded meta, [`StoreConfig::decoded_charge`]), sharded by key hash once each shard gets at least 8 MiB. A hit is a
 //!   hash, an uncontended mutex and an `Arc` clone.
 //! * **Disk tier** (`disk.rs`): one file per object (format in `format.rs`) named by the salted
 //!   64-bit key hash, under a directory per namespace generation; every chunk carries a CRC32,
@@ -86,7 +86,7 @@ pub const VERIFY_WHOLE_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_DISK_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Store configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// Directory of the disk tier (created if missing).
     pub dir: PathBuf,
@@ -101,6 +101,10 @@ pub struct StoreConfig {
     /// How long [`ObjectWriter::finish_waiting`] waits for room in a full disk write queue
     /// before it skips the disk copy.
     pub disk_queue_wait: Duration,
+    /// Bytes the caller's decoded form of an object's meta ([`Object::decoded`]) will hold,
+    /// given the meta: charged to the memory tier with the object, so that the tier's budget
+    /// covers it. By default nothing.
+    pub decoded_charge: fn(meta: &[u8]) -> u64,
 }
 
 impl StoreConfig {
@@ -113,6 +117,7 @@ impl StoreConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_object_bytes: 64 * 1024 * 1024,
             disk_queue_wait: DEFAULT_DISK_QUEUE_WAIT,
+            decoded_charge: |_| 0,
         }
     }
 }
@@ -308,9 +313,11 @@ impl Object {
         }
     }
 
-    fn charge(key: &str, meta: usize, len: u64, chunk_size: usize) -> u64 {
+    /// What holding an object in memory costs: itself, its key, meta and chunks, and the
+    /// caller's decoded meta (`decoded`).
+    fn charge(key: &str, meta: usize, decoded: u64, len: u64, chunk_size: usize) -> u64 {
         let chunks = len.div_ceil(chunk_size.max(1) as u64);
-        OBJECT_OVERHEAD + key.len() as u64 + meta as u64 + len + chunks * CHUNK_OVERHEAD
+        OBJECT_OVERHEAD + key.len() as u64 + meta as u64 + decoded + len + chunks * CHUNK_OVERHEAD
     }
 }
 
@@ -384,6 +391,7 @@ struct Inner {
     chunk_size: usize,
     max_object_bytes: u64,
     disk_queue_wait: Duration,
+    decoded_charge: fn(&[u8]) -> u64,
     /// Namespace generation as seen by the memory tier (see [`Store::clear`]).
     gen: AtomicU64,
     memory: Option<S3Fifo<Arc<Object>>>,
@@ -391,6 +399,12 @@ struct Inner {
 }
 
 impl Inner {
+    /// The memory tier's charge for an object.
+    fn charge(&self, key: &str, meta: &[u8], len: u64, chunk_size: usize) -> u64 {
+        let decoded = (self.decoded_charge)(meta);
+        Object::charge(key, meta.len(), decoded, len, chunk_size)
+    }
+
     fn current(&self, gen: u64) -> bool {
         // false: a clear() happened while the body was arriving
         self.gen.load(Ordering::SeqCst) == gen
@@ -421,7 +435,7 @@ impl Inner {
     /// older disk version visible.
     fn commit_memory(&self, hash: u64, gen: u64, obj: Arc<Object>) {
         if let Some(m) = &self.memory {
-            let charge = Object::charge(&obj.key, obj.meta.len(), obj.len, obj.chunk_size);
+            let charge = self.charge(&obj.key, &obj.meta, obj.len, obj.chunk_size);
             let inserted = m.insert(hash, obj.clone(), charge, || {
                 self.gen.load(Ordering::SeqCst) == gen
             });
@@ -497,6 +511,7 @@ impl Store {
                 chunk_size,
                 max_object_bytes: config.max_object_bytes.min(format::MAX_BODY_LEN),
                 disk_queue_wait: config.disk_queue_wait,
+                decoded_charge: config.decoded_charge,
                 gen: AtomicU64::new(gen),
                 memory,
                 disk,
@@ -542,7 +557,7 @@ impl Store {
             Found::Pending(obj, gen) => {
                 // still queued for disk: serve (and re-promote) the in-memory object
                 if let Some(m) = &inner.memory {
-                    let charge = Object::charge(key, obj.meta.len(), obj.len, obj.chunk_size);
+                    let charge = inner.charge(key, &obj.meta, obj.len, obj.chunk_size);
                     m.insert(hash, obj.clone(), charge, || {
                         inner.gen.load(Ordering::SeqCst) == gen
                     });
@@ -552,7 +567,7 @@ impl Store {
         };
         let header = hit.header;
         let chunk_size = header.chunk_size as usize;
-        let charge = Object::charge(key, hit.meta.len(), header.body_len, chunk_size);
+        let charge = inner.charge(key, &hit.meta, header.body_len, chunk_size);
         let memory = inner.memory.as_ref().filter(|m| charge <= m.max_charge());
         if memory.is_some() || header.body_len <= VERIFY_WHOLE_BYTES {
             // read and verified whole: a corrupt body is a miss here, before anything is served

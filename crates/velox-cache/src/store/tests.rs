@@ -16,7 +16,7 @@ fn config(dir: &Path) -> StoreConfig {
         disk_bytes: 64 << 20,
         chunk_size: 1024,
         max_object_bytes: 1 << 20,
-        disk_queue_wait: DEFAULT_DISK_QUEUE_WAIT,
+        ..StoreConfig::new(dir)
     }
 }
 
@@ -102,6 +102,29 @@ fn store_round_trip_memory() {
     let s = store.stats();
     assert_eq!(s.memory.objects, 2);
     assert!(s.memory.hits >= 2);
+}
+
+#[test]
+fn the_memory_tier_charges_the_callers_decoded_meta_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let charged = |decoded_charge: fn(&[u8]) -> u64| {
+        let mut cfg = config(dir.path());
+        cfg.disk_bytes = 0;
+        cfg.decoded_charge = decoded_charge;
+        let store = Store::open(cfg).expect("open");
+        put(&store, "k", b"meta of 20 bytes....", &body_for("k", 3000));
+        store.stats().memory.bytes
+    };
+    let plain = charged(|_| 0);
+    assert_eq!(charged(|meta| meta.len() as u64 * 100), plain + 2000);
+    // An object whose decoded meta would not fit the tier is not kept in memory at all.
+    let mut cfg = config(dir.path());
+    cfg.disk_bytes = 0;
+    cfg.decoded_charge = |_| 8 << 20;
+    let store = Store::open(cfg).expect("open");
+    put(&store, "k", b"meta", b"body");
+    assert!(store.get_memory("k").is_none());
+    assert_eq!(store.stats().memory.bytes, 0);
 }
 
 #[test]

@@ -174,6 +174,46 @@ impl Meta {
     }
 }
 
+/// Heap bytes of one header-map entry (`http`'s bucket: hash, name, value, links) and of each
+/// further value of a name, as measured by the test below.
+const MAP_ENTRY: usize = 104;
+const MAP_EXTRA_VALUE: usize = 72;
+
+/// What a decoded meta holds on the heap beyond the encoded meta, whose bytes its field values
+/// share: charged to the memory tier with each object (`StoreConfig::decoded_charge`), since a
+/// hit keeps the decoded form beside the object for its lifetime. For a small object it is about
+/// as much as the body.
+pub fn decoded_charge(meta: &[u8]) -> u64 {
+    // The two reference-counted boxes it lives in (the object's and the response's), and the
+    // shared handle the values' buffer gets when they are split off it.
+    const BOXES: usize = 2 * 16 + std::mem::size_of::<Meta>() + 32;
+    let heap = match Meta::decode(Bytes::copy_from_slice(meta)) {
+        Some(Meta::Response(r)) => {
+            let map = &r.headers;
+            let names = map.keys_len();
+            // The index table: a power of two, four-thirds of the map's capacity.
+            let index = 4 * (map.capacity() * 4 / 3).next_power_of_two();
+            // A name outside `http`'s standard set has its own buffer and shared handle (taken
+            // for a standard one too: the map does not say which is which).
+            let name_bytes: usize = map.keys().map(|n| n.as_str().len() + 24).sum();
+            let tag_bytes = r.tags.capacity() * std::mem::size_of::<Box<str>>()
+                + r.tags.iter().map(|t| t.len()).sum::<usize>();
+            std::mem::size_of::<StoredResponse>()
+                + MAP_ENTRY * names
+                + MAP_EXTRA_VALUE * (map.len() - names)
+                + index
+                + name_bytes
+                + tag_bytes
+        }
+        Some(Meta::Variants(v)) => {
+            v.vary.capacity() * std::mem::size_of::<HeaderName>()
+                + v.vary.iter().map(|n| n.as_str().len()).sum::<usize>()
+        }
+        None => return 0,
+    };
+    (BOXES + heap) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +257,64 @@ mod tests {
         // A hit clones the map and adds these fields: the clone must not have to rehash.
         let served = decoded.headers.clone();
         assert!(served.capacity() >= served.len() + SERVED_FIELDS);
+    }
+
+    /// A response head as origins send them: standard fields, custom ones, a repeated one.
+    fn typical(fields: usize, tags: usize) -> Meta {
+        let mut headers = HeaderMap::new();
+        let standard = [
+            "content-type",
+            "cache-control",
+            "etag",
+            "last-modified",
+            "vary",
+        ];
+        for i in 0..fields {
+            let value = HeaderValue::from_str(&format!("value {i} of a typical length")).unwrap();
+            match i % 3 {
+                0 => headers.append(standard[i / 3 % standard.len()], value),
+                1 => headers.append(
+                    format!("x-custom-field-{i}").parse::<HeaderName>().unwrap(),
+                    value,
+                ),
+                _ => headers.append("set-cookie", value),
+            };
+        }
+        let mut r = sample();
+        r.headers = headers;
+        r.tags = (0..tags).map(|i| format!("tag-{i}").into()).collect();
+        Meta::Response(std::sync::Arc::new(r))
+    }
+
+    #[test]
+    fn the_decoded_charge_covers_what_decoding_allocates() {
+        for (fields, tags) in [(0, 0), (3, 0), (8, 1), (12, 3), (30, 0), (60, 10)] {
+            let meta = typical(fields, tags).encode();
+            // Decoded as `Object::decoded` keeps it: boxed, sharing the meta's buffer.
+            let (allocated, kept) = crate::test_alloc::allocated_by(|| {
+                let decoded = Meta::decode(meta.clone()).unwrap();
+                std::sync::Arc::new(decoded) as std::sync::Arc<dyn std::any::Any + Send + Sync>
+            });
+            let charged = decoded_charge(&meta) as usize;
+            assert!(
+                charged >= allocated && charged <= allocated + allocated / 4 + 64,
+                "{fields} fields, {tags} tags: charged {charged}, allocated {allocated}"
+            );
+            drop(kept);
+        }
+        let variants = Meta::Variants(Variants {
+            vary: vec![
+                HeaderName::from_static("accept-encoding"),
+                "x-device".parse().unwrap(),
+            ],
+            generation: 1,
+        })
+        .encode();
+        let (allocated, _kept) = crate::test_alloc::allocated_by(|| {
+            std::sync::Arc::new(Meta::decode(variants.clone()).unwrap())
+        });
+        assert!(decoded_charge(&variants) as usize >= allocated);
+        assert_eq!(decoded_charge(b"garbage"), 0);
     }
 
     #[test]

@@ -220,6 +220,7 @@ impl Cache {
         store_config.memory_bytes = c.memory_size.bytes();
         store_config.disk_bytes = c.disk_size.bytes();
         store_config.max_object_bytes = c.max_object_size.bytes();
+        store_config.decoded_charge = meta::decoded_charge;
         let store = Store::open(store_config)?;
         let targeted = c
             .targeted_fields

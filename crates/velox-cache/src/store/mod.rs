@@ -26,7 +26,7 @@
 //!   [`ObjectWriter::finish`]: the object goes to memory at once (if it fits) and is queued for
 //!   the disk; a dropped writer leaves nothing behind.
 //! * **Memory tier** (`s3fifo.rs`): S3-FIFO bounded in charged bytes (meta + body + key + a
-//!   per-object overhead + the caller's decoded meta, [`StoreConfig::decoded_charge`]), sharded by key hash once each shard gets at least 8 MiB. A hit is a
+//!   per-object overhead + the caller's decoded meta once made, [`Store::decoded`]), sharded by key hash once each shard gets at least 8 MiB. A hit is a
 //!   hash, an uncontended mutex and an `Arc` clone.
 //! * **Disk tier** (`disk.rs`): one file per object (format in `format.rs`) named by the salted
 //!   64-bit key hash, under a directory per namespace generation; every chunk carries a CRC32,
@@ -101,9 +101,9 @@ pub struct StoreConfig {
     /// How long [`ObjectWriter::finish_waiting`] waits for room in a full disk write queue
     /// before it skips the disk copy.
     pub disk_queue_wait: Duration,
-    /// Bytes the caller's decoded form of an object's meta ([`Object::decoded`]) will hold,
-    /// given the meta: charged to the memory tier with the object, so that the tier's budget
-    /// covers it. By default nothing.
+    /// Bytes the caller's decoded form of an object's meta ([`Store::decoded`]) holds, given
+    /// the meta: charged to the memory tier once an object held there is decoded, so that the
+    /// tier's budget covers it. By default nothing.
     pub decoded_charge: fn(meta: &[u8]) -> u64,
 }
 
@@ -205,7 +205,7 @@ pub struct Object {
     len: u64,
     chunk_size: usize,
     body: Body,
-    /// The caller's decoded form of `meta`, made once per object (see [`Object::decoded`]).
+    /// The caller's decoded form of `meta`, made once per object (see [`Store::decoded`]).
     decoded: std::sync::OnceLock<Option<Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
@@ -222,9 +222,8 @@ impl std::fmt::Debug for Object {
 }
 
 impl Object {
-    /// `meta` decoded by `decode`, once per object: a hit served from memory does not pay for
-    /// decoding again. `None` if `decode` fails (or decoded to another type before).
-    pub fn decoded<T: std::any::Any + Send + Sync>(
+    /// `meta` decoded by `decode`, once per object (see [`Store::decoded`], which charges it).
+    fn decoded<T: std::any::Any + Send + Sync>(
         &self,
         decode: impl FnOnce(&Bytes) -> Option<T>,
     ) -> Option<Arc<T>> {
@@ -314,7 +313,7 @@ impl Object {
     }
 
     /// What holding an object in memory costs: itself, its key, meta and chunks, and the
-    /// caller's decoded meta (`decoded`).
+    /// caller's decoded meta once made (`decoded`).
     fn charge(key: &str, meta: usize, decoded: u64, len: u64, chunk_size: usize) -> u64 {
         let chunks = len.div_ceil(chunk_size.max(1) as u64);
         OBJECT_OVERHEAD + key.len() as u64 + meta as u64 + decoded + len + chunks * CHUNK_OVERHEAD
@@ -399,9 +398,13 @@ struct Inner {
 }
 
 impl Inner {
-    /// The memory tier's charge for an object.
-    fn charge(&self, key: &str, meta: &[u8], len: u64, chunk_size: usize) -> u64 {
-        let decoded = (self.decoded_charge)(meta);
+    /// The memory tier's charge for an object (`decoded`: whether its meta has been decoded).
+    fn charge(&self, key: &str, meta: &[u8], decoded: bool, len: u64, chunk_size: usize) -> u64 {
+        let decoded = if decoded {
+            (self.decoded_charge)(meta)
+        } else {
+            0
+        };
         Object::charge(key, meta.len(), decoded, len, chunk_size)
     }
 
@@ -435,7 +438,7 @@ impl Inner {
     /// older disk version visible.
     fn commit_memory(&self, hash: u64, gen: u64, obj: Arc<Object>) {
         if let Some(m) = &self.memory {
-            let charge = self.charge(&obj.key, &obj.meta, obj.len, obj.chunk_size);
+            let charge = self.charge(&obj.key, &obj.meta, false, obj.len, obj.chunk_size);
             let inserted = m.insert(hash, obj.clone(), charge, || {
                 self.gen.load(Ordering::SeqCst) == gen
             });
@@ -557,7 +560,8 @@ impl Store {
             Found::Pending(obj, gen) => {
                 // still queued for disk: serve (and re-promote) the in-memory object
                 if let Some(m) = &inner.memory {
-                    let charge = inner.charge(key, &obj.meta, obj.len, obj.chunk_size);
+                    let decoded = obj.decoded.get().is_some_and(Option::is_some);
+                    let charge = inner.charge(key, &obj.meta, decoded, obj.len, obj.chunk_size);
                     m.insert(hash, obj.clone(), charge, || {
                         inner.gen.load(Ordering::SeqCst) == gen
                     });
@@ -567,7 +571,7 @@ impl Store {
         };
         let header = hit.header;
         let chunk_size = header.chunk_size as usize;
-        let charge = inner.charge(key, &hit.meta, header.body_len, chunk_size);
+        let charge = inner.charge(key, &hit.meta, false, header.body_len, chunk_size);
         let memory = inner.memory.as_ref().filter(|m| charge <= m.max_charge());
         if memory.is_some() || header.body_len <= VERIFY_WHOLE_BYTES {
             // read and verified whole: a corrupt body is a miss here, before anything is served
@@ -603,6 +607,27 @@ impl Store {
                 disk: Arc::downgrade(&disk.shared),
             })),
         }))
+    }
+
+    /// `object`'s meta decoded by `decode`, once per object: a hit served from memory does not
+    /// pay for decoding again. The first decoding of an object the memory tier holds adds the
+    /// decoded form ([`StoreConfig::decoded_charge`]) to its charge: the form lives as long as
+    /// the object. `None` if `decode` fails (or decoded to another type before).
+    pub fn decoded<T: std::any::Any + Send + Sync>(
+        &self,
+        object: &Arc<Object>,
+        decode: impl FnOnce(&Bytes) -> Option<T>,
+    ) -> Option<Arc<T>> {
+        let mut made = false;
+        let decoded = object.decoded(|meta| {
+            made = true;
+            decode(meta)
+        });
+        if let (true, Some(_), Some(m)) = (made, &decoded, &self.inner.memory) {
+            let extra = (self.inner.decoded_charge)(&object.meta);
+            m.add_charge(self.hash(&object.key), |o| Arc::ptr_eq(o, object), extra);
+        }
+        decoded
     }
 
     /// Starts storing an object under `key`. `None` when the store is disabled (no tier, or a

@@ -267,6 +267,23 @@ impl<V: Clone> S3Fifo<V> {
         true
     }
 
+    /// Adds `extra` to the charge of the entry under `hash` if `matches` accepts it (something
+    /// the entry holds has grown), evicting to fit.
+    pub fn add_charge(&self, hash: u64, matches: impl FnOnce(&V) -> bool, extra: u64) {
+        let mut guard = self.shard(hash);
+        let s = &mut *guard;
+        let Some(e) = s.map.get_mut(&hash).filter(|e| matches(&e.value)) else {
+            return;
+        };
+        e.charge += extra;
+        if e.in_main {
+            s.main_bytes += extra;
+        } else {
+            s.small_bytes += extra;
+        }
+        s.evict_to_fit();
+    }
+
     /// Removes the entry under `hash` if `matches` accepts it.
     pub fn remove(&self, hash: u64, matches: impl FnOnce(&V) -> bool) -> bool {
         let mut guard = self.shard(hash);

@@ -105,26 +105,51 @@ fn store_round_trip_memory() {
 }
 
 #[test]
-fn the_memory_tier_charges_the_callers_decoded_meta_too() {
+fn the_memory_tier_charges_a_decoded_meta_once_it_is_made() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let charged = |decoded_charge: fn(&[u8]) -> u64| {
-        let mut cfg = config(dir.path());
-        cfg.disk_bytes = 0;
-        cfg.decoded_charge = decoded_charge;
-        let store = Store::open(cfg).expect("open");
-        put(&store, "k", b"meta of 20 bytes....", &body_for("k", 3000));
-        store.stats().memory.bytes
-    };
-    let plain = charged(|_| 0);
-    assert_eq!(charged(|meta| meta.len() as u64 * 100), plain + 2000);
-    // An object whose decoded meta would not fit the tier is not kept in memory at all.
     let mut cfg = config(dir.path());
     cfg.disk_bytes = 0;
-    cfg.decoded_charge = |_| 8 << 20;
+    cfg.decoded_charge = |meta| meta.len() as u64 * 100;
     let store = Store::open(cfg).expect("open");
-    put(&store, "k", b"meta", b"body");
-    assert!(store.get_memory("k").is_none());
-    assert_eq!(store.stats().memory.bytes, 0);
+    put(&store, "k", b"meta of 20 bytes....", &body_for("k", 3000));
+    let plain = store.stats().memory.bytes;
+    let o = store.get_memory("k").expect("memory hit");
+    let decode = |meta: &Bytes| Some(meta.len());
+    assert_eq!(store.decoded(&o, decode).as_deref(), Some(&20));
+    assert_eq!(store.stats().memory.bytes, plain + 2000);
+    // Made once, charged once.
+    assert_eq!(store.decoded(&o, decode).as_deref(), Some(&20));
+    assert_eq!(store.stats().memory.bytes, plain + 2000);
+    // A failed decoding keeps nothing and is not charged.
+    put(&store, "bad", b"meta of 20 bytes....", b"body");
+    let before = store.stats().memory.bytes;
+    let bad = store.get_memory("bad").expect("memory hit");
+    assert!(store.decoded(&bad, |_| None::<usize>).is_none());
+    assert_eq!(store.stats().memory.bytes, before);
+    // An object the tier no longer holds is not charged for its decoding.
+    assert!(store.remove("k"));
+    let gone = store.stats().memory.bytes;
+    let fresh = store.get("bad").expect("still held");
+    drop(fresh);
+    assert_eq!(store.decoded(&o, decode).as_deref(), Some(&20));
+    assert_eq!(store.stats().memory.bytes, gone);
+}
+
+#[test]
+fn a_decoding_that_outgrows_the_tier_evicts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.disk_bytes = 0;
+    cfg.memory_bytes = 64 * 1024;
+    cfg.decoded_charge = |_| 63 * 1024;
+    let store = Store::open(cfg).expect("open");
+    put(&store, "a", b"meta", &body_for("a", 1000));
+    put(&store, "b", b"meta", &body_for("b", 1000));
+    let a = store.get_memory("a").expect("held");
+    assert!(store.decoded(&a, |m: &Bytes| Some(m.len())).is_some());
+    let s = store.stats();
+    assert!(s.memory.bytes <= 64 * 1024, "{s:?}");
+    assert!(s.memory.objects < 2, "{s:?}");
 }
 
 #[test]

@@ -180,9 +180,9 @@ const MAP_ENTRY: usize = 104;
 const MAP_EXTRA_VALUE: usize = 72;
 
 /// What a decoded meta holds on the heap beyond the encoded meta, whose bytes its field values
-/// share: charged to the memory tier with each object (`StoreConfig::decoded_charge`), since a
-/// hit keeps the decoded form beside the object for its lifetime. For a small object it is about
-/// as much as the body.
+/// share: charged to the memory tier when a hit first decodes an object it holds
+/// (`StoreConfig::decoded_charge`), since the decoded form stays beside the object for its
+/// lifetime. For a small object it is about as much as the body.
 pub fn decoded_charge(meta: &[u8]) -> u64 {
     // The two reference-counted boxes it lives in (the object's and the response's), and the
     // shared handle the values' buffer gets when they are split off it.
@@ -290,7 +290,7 @@ mod tests {
     fn the_decoded_charge_covers_what_decoding_allocates() {
         for (fields, tags) in [(0, 0), (3, 0), (8, 1), (12, 3), (30, 0), (60, 10)] {
             let meta = typical(fields, tags).encode();
-            // Decoded as `Object::decoded` keeps it: boxed, sharing the meta's buffer.
+            // Decoded as `Store::decoded` keeps it: boxed, sharing the meta's buffer.
             let (allocated, kept) = crate::test_alloc::allocated_by(|| {
                 let decoded = Meta::decode(meta.clone()).unwrap();
                 std::sync::Arc::new(decoded) as std::sync::Arc<dyn std::any::Any + Send + Sync>

@@ -557,7 +557,9 @@ impl Cache {
                 ("disk", object)
             }
         };
-        let meta = object.decoded(|bytes| Meta::decode(bytes.clone()))?;
+        let meta = self
+            .store
+            .decoded(&object, |bytes| Meta::decode(bytes.clone()))?;
         Some((tier, object, meta))
     }
 
@@ -856,7 +858,7 @@ impl Cache {
         let existing = self
             .store
             .get_memory(primary)
-            .and_then(|o| o.decoded(|bytes| Meta::decode(bytes.clone())));
+            .and_then(|o| self.store.decoded(&o, |bytes| Meta::decode(bytes.clone())));
         let variants = match existing.as_deref() {
             Some(Meta::Variants(v)) if v.vary == fields => v.clone(),
             _ => {

@@ -662,6 +662,34 @@ async fn the_access_log_names_the_host_of_an_h2_request() {
     drop(logged);
 }
 
+/// The decoded headers a memory hit keeps beside the object are charged to the memory tier when the
+/// first hit makes them, and only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_hit_charges_the_memory_tier_for_its_decoded_headers() {
+    let origin = start_origin().await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let velox = Velox::start(&config(addr, admin, origin.addr, ""), addr, admin).await;
+    let memory = |e: &Exposition| e.get("velox_cache_bytes", &[("tier", "memory")]);
+    let miss = get(&velox.url("/cache/charged")).await;
+    assert!(miss
+        .header("cache-status")
+        .is_some_and(|s| s.contains("fwd=")));
+    let stored = memory(&scrape_when(admin, 1.0).await);
+    assert!(stored > 0.0);
+    let first = get(&velox.url("/cache/charged")).await;
+    assert!(first
+        .header("cache-status")
+        .is_some_and(|s| s.contains("hit")));
+    let decoded = memory(&scrape_when(admin, 2.0).await);
+    // A stored response head of a few fields decodes to several hundred bytes.
+    assert!(decoded >= stored + 300.0, "{stored} -> {decoded}");
+    let second = get(&velox.url("/cache/charged")).await;
+    assert!(second
+        .header("cache-status")
+        .is_some_and(|s| s.contains("hit")));
+    assert_eq!(memory(&scrape_when(admin, 3.0).await), decoded);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_buffer_drops_and_counts_lines_without_blocking() {
     let origin = start_origin().await;

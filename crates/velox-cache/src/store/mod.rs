@@ -101,10 +101,10 @@ pub struct StoreConfig {
     /// How long [`ObjectWriter::finish_waiting`] waits for room in a full disk write queue
     /// before it skips the disk copy.
     pub disk_queue_wait: Duration,
-    /// Bytes the caller's decoded form of an object's meta ([`Store::decoded`]) holds, given
-    /// the meta: charged to the memory tier once an object held there is decoded, so that the
-    /// tier's budget covers it. By default nothing.
-    pub decoded_charge: fn(meta: &[u8]) -> u64,
+    /// Bytes the caller's decoded form of an object's meta ([`Store::decoded`]) holds: charged
+    /// to the memory tier once an object held there is decoded, so that the tier's budget covers
+    /// it. By default nothing.
+    pub decoded_charge: fn(decoded: &Decoded) -> u64,
 }
 
 impl StoreConfig {
@@ -198,6 +198,9 @@ pub(crate) enum Body {
     Disk(Box<DiskBody>),
 }
 
+/// The caller's decoded form of an object's meta, of the type its decoder made.
+pub type Decoded = dyn std::any::Any + Send + Sync;
+
 /// An immutable stored object: meta plus a chunked body, in memory or read lazily from disk.
 pub struct Object {
     key: Box<str>,
@@ -206,7 +209,7 @@ pub struct Object {
     chunk_size: usize,
     body: Body,
     /// The caller's decoded form of `meta`, made once per object (see [`Store::decoded`]).
-    decoded: std::sync::OnceLock<Option<Arc<dyn std::any::Any + Send + Sync>>>,
+    decoded: std::sync::OnceLock<Option<Arc<Decoded>>>,
 }
 
 impl std::fmt::Debug for Object {
@@ -229,9 +232,7 @@ impl Object {
     ) -> Option<Arc<T>> {
         let any = self
             .decoded
-            .get_or_init(|| {
-                decode(&self.meta).map(|t| Arc::new(t) as Arc<dyn std::any::Any + Send + Sync>)
-            })
+            .get_or_init(|| decode(&self.meta).map(|t| Arc::new(t) as Arc<Decoded>))
             .clone()?;
         any.downcast::<T>().ok()
     }
@@ -390,7 +391,7 @@ struct Inner {
     chunk_size: usize,
     max_object_bytes: u64,
     disk_queue_wait: Duration,
-    decoded_charge: fn(&[u8]) -> u64,
+    decoded_charge: fn(&Decoded) -> u64,
     /// Namespace generation as seen by the memory tier (see [`Store::clear`]).
     gen: AtomicU64,
     memory: Option<S3Fifo<Arc<Object>>>,
@@ -398,13 +399,16 @@ struct Inner {
 }
 
 impl Inner {
-    /// The memory tier's charge for an object (`decoded`: whether its meta has been decoded).
-    fn charge(&self, key: &str, meta: &[u8], decoded: bool, len: u64, chunk_size: usize) -> u64 {
-        let decoded = if decoded {
-            (self.decoded_charge)(meta)
-        } else {
-            0
-        };
+    /// The memory tier's charge for an object (`decoded`: its decoded meta, if made).
+    fn charge(
+        &self,
+        key: &str,
+        meta: &[u8],
+        decoded: Option<&Decoded>,
+        len: u64,
+        chunk_size: usize,
+    ) -> u64 {
+        let decoded = decoded.map_or(0, self.decoded_charge);
         Object::charge(key, meta.len(), decoded, len, chunk_size)
     }
 
@@ -438,7 +442,7 @@ impl Inner {
     /// older disk version visible.
     fn commit_memory(&self, hash: u64, gen: u64, obj: Arc<Object>) {
         if let Some(m) = &self.memory {
-            let charge = self.charge(&obj.key, &obj.meta, false, obj.len, obj.chunk_size);
+            let charge = self.charge(&obj.key, &obj.meta, None, obj.len, obj.chunk_size);
             let inserted = m.insert(hash, obj.clone(), charge, || {
                 self.gen.load(Ordering::SeqCst) == gen
             });
@@ -560,7 +564,7 @@ impl Store {
             Found::Pending(obj, gen) => {
                 // still queued for disk: serve (and re-promote) the in-memory object
                 if let Some(m) = &inner.memory {
-                    let decoded = obj.decoded.get().is_some_and(Option::is_some);
+                    let decoded = obj.decoded.get().and_then(Option::as_deref);
                     let charge = inner.charge(key, &obj.meta, decoded, obj.len, obj.chunk_size);
                     m.insert(hash, obj.clone(), charge, || {
                         inner.gen.load(Ordering::SeqCst) == gen
@@ -571,7 +575,7 @@ impl Store {
         };
         let header = hit.header;
         let chunk_size = header.chunk_size as usize;
-        let charge = inner.charge(key, &hit.meta, false, header.body_len, chunk_size);
+        let charge = inner.charge(key, &hit.meta, None, header.body_len, chunk_size);
         let memory = inner.memory.as_ref().filter(|m| charge <= m.max_charge());
         if memory.is_some() || header.body_len <= VERIFY_WHOLE_BYTES {
             // read and verified whole: a corrupt body is a miss here, before anything is served
@@ -623,8 +627,8 @@ impl Store {
             made = true;
             decode(meta)
         });
-        if let (true, Some(_), Some(m)) = (made, &decoded, &self.inner.memory) {
-            let extra = (self.inner.decoded_charge)(&object.meta);
+        if let (true, Some(made), Some(m)) = (made, &decoded, &self.inner.memory) {
+            let extra = (self.inner.decoded_charge)(&**made as &Decoded);
             m.add_charge(self.hash(&object.key), |o| Arc::ptr_eq(o, object), extra);
         }
         decoded

@@ -109,7 +109,11 @@ fn the_memory_tier_charges_a_decoded_meta_once_it_is_made() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
     cfg.disk_bytes = 0;
-    cfg.decoded_charge = |meta| meta.len() as u64 * 100;
+    cfg.decoded_charge = |decoded| {
+        decoded
+            .downcast_ref::<usize>()
+            .map_or(0, |&n| n as u64 * 100)
+    };
     let store = Store::open(cfg).expect("open");
     put(&store, "k", b"meta of 20 bytes....", &body_for("k", 3000));
     let plain = store.stats().memory.bytes;

@@ -183,11 +183,11 @@ const MAP_EXTRA_VALUE: usize = 72;
 /// share: charged to the memory tier when a hit first decodes an object it holds
 /// (`StoreConfig::decoded_charge`), since the decoded form stays beside the object for its
 /// lifetime. For a small object it is about as much as the body.
-pub fn decoded_charge(meta: &[u8]) -> u64 {
+pub fn decoded_charge(decoded: &velox_cache::store::Decoded) -> u64 {
     // The two reference-counted boxes it lives in (the object's and the response's), and the
     // shared handle the values' buffer gets when they are split off it.
     const BOXES: usize = 2 * 16 + std::mem::size_of::<Meta>() + 32;
-    let heap = match Meta::decode(Bytes::copy_from_slice(meta)) {
+    let heap = match decoded.downcast_ref::<Meta>() {
         Some(Meta::Response(r)) => {
             let map = &r.headers;
             let names = map.keys_len();
@@ -293,9 +293,9 @@ mod tests {
             // Decoded as `Store::decoded` keeps it: boxed, sharing the meta's buffer.
             let (allocated, kept) = crate::test_alloc::allocated_by(|| {
                 let decoded = Meta::decode(meta.clone()).unwrap();
-                std::sync::Arc::new(decoded) as std::sync::Arc<dyn std::any::Any + Send + Sync>
+                std::sync::Arc::new(decoded) as std::sync::Arc<velox_cache::store::Decoded>
             });
-            let charged = decoded_charge(&meta) as usize;
+            let charged = decoded_charge(&*kept) as usize;
             assert!(
                 charged >= allocated && charged <= allocated + allocated / 4 + 64,
                 "{fields} fields, {tags} tags: charged {charged}, allocated {allocated}"
@@ -310,11 +310,11 @@ mod tests {
             generation: 1,
         })
         .encode();
-        let (allocated, _kept) = crate::test_alloc::allocated_by(|| {
+        let (allocated, kept) = crate::test_alloc::allocated_by(|| {
             std::sync::Arc::new(Meta::decode(variants.clone()).unwrap())
         });
-        assert!(decoded_charge(&variants) as usize >= allocated);
-        assert_eq!(decoded_charge(b"garbage"), 0);
+        assert!(decoded_charge(&*kept) as usize >= allocated);
+        assert_eq!(decoded_charge(&"another type"), 0);
     }
 
     #[test]

@@ -48,6 +48,7 @@ RUN_D=1
 RUN_E=0              # scenario E runs only when asked for (--only-e)
 ONLY_SEEN=0
 SAME_CPU_LAT=1
+BUSY_POLL=1
 VELOX_BIN=""
 BUILD=1
 PGO=1
@@ -59,7 +60,8 @@ usage() {
 usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-duration S]
                          [--idle-conns N] [--quick] [--only-a] [--only-b] [--only-c] [--only-d]
                          [--only-e]
-                         [--velox PATH] [--no-pgo] [--no-build] [--no-same-cpu] [-h|--help]
+                         [--velox PATH] [--no-pgo] [--no-build] [--no-same-cpu] [--no-busy-poll]
+                         [-h|--help]
 
   --duration S          seconds per throughput run, wrk -t1 -c\$CONNS   (default $DURATION)
   --rounds N            interleaved rounds, medians reported             (default $ROUNDS)
@@ -75,6 +77,7 @@ usage: bash bench/run.sh [--duration S] [--rounds N] [--conns N] [--latency-dura
   --no-pgo              without --velox: a plain cargo build --release (target/release/velox)
   --no-build            do not build; fail if the binary is missing
   --no-same-cpu         skip the diagnostic low-load latency runs with the proxy moved to CPU 1
+  --no-busy-poll        skip scenario A's runs of Velox with server.busy_poll = true
 EOF
 }
 
@@ -97,6 +100,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) BUILD=0; shift ;;
         --no-pgo) PGO=0; shift ;;
         --no-same-cpu) SAME_CPU_LAT=0; shift ;;
+        --no-busy-poll) BUSY_POLL=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -295,6 +299,7 @@ start_velox() {
 max_connections = 20000
 idle_timeout = \"300s\"
 $extra"
+    [[ -n "${VELOX_SERVER_TOML:-}" ]] && sed -i "s|^\[server\]\$|[server]\n$VELOX_SERVER_TOML|" "$d/velox.toml"
     spawn "$name" "$port" "$PROXY_CPU" env RUST_LOG=warn "$VELOX_BIN" serve --config "$d/velox.toml"
 }
 
@@ -553,7 +558,22 @@ scenario_a() {
                 repin "$(pid_of "$t")" "$PROXY_CPU"
             done
         fi
+        [[ $BUSY_POLL -eq 1 ]] && busy_poll_runs "$r"
     done
+}
+
+# Scenario A's runs of Velox with `server.busy_poll = true` (target velox_busy): started for its
+# own runs and stopped after them, since it keeps CPU 0 busy and would slow every other server
+# measured there. Its req per CPU-s counts the polling: at -c$CONNS Velox is not saturated here.
+busy_poll_runs() {
+    local r="$1"
+    VELOX_SERVER_TOML="busy_poll = true" start_velox velox_busy
+    log "scenario A round $r/$ROUNDS: velox with busy_poll (throughput, then low-load latency)"
+    run_wrk velox_busy "$CONNS" "$WARMUP" warmup 0
+    run_wrk velox_busy "$CONNS" "$DURATION" tput "$r"
+    run_wrk velox_busy 1 "$LAT_DURATION" lat "$r"
+    kill "$VELOX_BUSY_PID" 2>/dev/null
+    wait "$VELOX_BUSY_PID" 2>/dev/null
 }
 
 scenario_b() {

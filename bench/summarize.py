@@ -20,7 +20,8 @@ import datetime
 import json
 import statistics
 
-TARGETS = ["direct", "velox", "nginx", "nginx_eq", "varnish"]   # scenario A
+# Scenario A; velox_busy is Velox with server.busy_poll = true.
+TARGETS = ["direct", "velox", "nginx", "nginx_eq", "varnish", "velox_busy"]
 A_PROXIES = TARGETS[1:]
 PROXIES = ["velox", "nginx", "varnish"]
 CEILING = ["canned", "nginx", "velox"]                          # scenario E
@@ -235,6 +236,12 @@ def main():
         verdicts.append((f"p50 added latency ≤ {TARGET_ADDED_P50_US} µs",
                          f"{fus(av)}",
                          av is not None and av <= TARGET_ADDED_P50_US))
+        if has(runs, "velox_busy", "lat"):
+            bv = added.get("velox_busy")
+            bc = med(runs, "velox_busy", "tput", "req_per_cpu_s")
+            w(f"With `server.busy_poll = true` (velox_busy, an option, not the default): added p50 "
+              f"{fus(bv)} at low load; {fnum(ratio(bc, nc), 2)}× nginx's req per server CPU-s at "
+              f"-c{a.conns}, where the polling counts as CPU time.\n")
 
     if idle:
         w(f"## Scenario B: idle keep-alive connections\n")

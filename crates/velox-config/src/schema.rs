@@ -195,6 +195,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Pseudonym written into the `Via` header.
     pub via: String,
+    /// Worker threads poll their sockets without ever sleeping: lower latency where waking an
+    /// idle CPU is slow (virtual machines), at the price of one busy CPU per worker.
+    pub busy_poll: bool,
 }
 
 impl Default for ServerConfig {
@@ -205,6 +208,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./velox-data"),
             shutdown_grace: Duration::from_secs(10),
             via: "velox".to_string(),
+            busy_poll: false,
         }
     }
 }

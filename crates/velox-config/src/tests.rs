@@ -71,6 +71,7 @@ fn minimal_config_has_expected_defaults() {
     assert_eq!(c.server.data_dir, PathBuf::from("/etc/velox/velox-data"));
     assert_eq!(c.server.shutdown_grace, Duration::from_secs(10));
     assert_eq!(c.server.via, "velox");
+    assert!(!c.server.busy_poll);
     assert_eq!(c.admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
     assert_eq!(c.admin.token.as_deref(), Some("change-me"));
     assert_eq!(c.limits, Limits::default());

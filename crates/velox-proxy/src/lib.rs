@@ -6,6 +6,7 @@
 mod admin;
 pub mod body;
 mod buffers;
+mod busy_poll;
 pub mod cache;
 mod clock;
 mod deadline;

@@ -72,6 +72,7 @@ pub struct Server {
     cache_config: velox_config::CacheConfig,
     /// Metrics and the access log outlive reloads too.
     observer: Arc<velox_observe::Observer>,
+    busy_poll: crate::busy_poll::BusyPoll,
 }
 
 fn conn_limits(config: &Config) -> ConnLimits {
@@ -120,6 +121,7 @@ impl Server {
         let cache =
             crate::cache::Cache::open(&config, observer.clone()).context("opening the cache")?;
         let cache_config = config.cache.clone();
+        let busy_poll = config.server.busy_poll;
         let runtime = Runtime::build(config, cache.clone(), &observer)?;
         let (drain, drain_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -137,6 +139,7 @@ impl Server {
             cache,
             cache_config,
             observer,
+            busy_poll: crate::busy_poll::BusyPoll::start(busy_poll),
         });
         let mut bound = Vec::new();
         for (addr, tls) in wanted {
@@ -263,6 +266,7 @@ impl Server {
         }
         self.shared.proxy.replace(runtime);
         self.shared.limits.store(Arc::new(conn_limits(&config)));
+        self.busy_poll.set(config.server.busy_poll);
         listeners.retain(|running| {
             let still = wanted.iter().find(|(addr, tls)| {
                 running.configured == *addr && running.tls.is_some() == tls.is_some()

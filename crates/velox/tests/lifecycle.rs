@@ -532,6 +532,43 @@ async fn drain_stops_at_shutdown_grace() {
 // Reload
 // ---------------------------------------------------------------------------------------
 
+/// The velox process's CPU time while it serves nothing for `idle`.
+async fn cpu_while_idle(velox: &Velox, idle: Duration) -> Duration {
+    let before = velox.cpu_time();
+    tokio::time::sleep(idle).await;
+    velox.cpu_time() - before
+}
+
+#[tokio::test]
+async fn busy_poll_keeps_the_workers_polling_and_a_reload_turns_it_off() {
+    let origin = start_named_origin("origin").await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let busy = config(&[addr], admin, Some("secret"), origin.addr, "").replacen(
+        "[server]",
+        "[server]\nbusy_poll = true",
+        1,
+    );
+    let velox = Velox::start(&busy, addr, admin).await;
+    assert_eq!(body_text(&velox.url("/x")).await, (200, "origin".into()));
+    let idle = Duration::from_millis(600);
+    // A worker per CPU, each at 100% while nothing happens (less on a loaded machine).
+    let spinning = cpu_while_idle(&velox, idle).await;
+    assert!(
+        spinning >= idle / 4,
+        "busy polling used only {spinning:?} in {idle:?}"
+    );
+
+    velox.rewrite_config(&config(&[addr], admin, Some("secret"), origin.addr, ""));
+    let reply = admin_post_reload(&velox, Some("Bearer secret")).await;
+    assert_eq!(reply.status, 200);
+    let quiet = cpu_while_idle(&velox, idle).await;
+    assert!(
+        quiet <= idle / 10,
+        "after the reload Velox still used {quiet:?} in {idle:?}"
+    );
+    assert_eq!(body_text(&velox.url("/x")).await, (200, "origin".into()));
+}
+
 #[tokio::test]
 async fn sighup_reload_switches_a_route_to_another_upstream() {
     let a = start_named_origin("origin-a").await;

@@ -175,6 +175,20 @@ impl Velox {
             .unwrap_or(0)
     }
 
+    /// CPU time the velox process has used (user and system, from /proc; 10 ms steps).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc/PID/stat");
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..]
+            .split(' ')
+            .collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
+    }
+
     /// Rewrites the config file (keeping the data_dir line) for a reload.
     pub fn rewrite_config(&self, config: &str) {
         let with_data = config.replacen(

@@ -307,6 +307,10 @@ struct Log {
     lines: usize,
     last_sweep: u64,
     last_at: u64,
+    /// Records older than this fold into the epoch.
+    retention: Duration,
+    /// At most this many records are kept; beyond it the oldest fold into the epoch.
+    max_records: usize,
 }
 
 /// The purge records of a node, shared by every request; persisted under `data_dir`.
@@ -315,8 +319,6 @@ pub struct Purges {
     /// False until the first record: the hot path then costs one atomic load.
     active: AtomicBool,
     log: Mutex<Log>,
-    retention: Duration,
-    max_records: usize,
 }
 
 impl Purges {
@@ -356,9 +358,9 @@ impl Purges {
                 lines: 0,
                 last_sweep: 0,
                 last_at,
+                retention,
+                max_records: max_records.max(1),
             }),
-            retention,
-            max_records: max_records.max(1),
         };
         {
             let mut log = purges.lock_log();
@@ -401,7 +403,7 @@ impl Purges {
         }
         log.lines += targets.len();
         let count = self.len();
-        if count > self.max_records || at.saturating_sub(log.last_sweep) >= SWEEP_EVERY {
+        if count > log.max_records || at.saturating_sub(log.last_sweep) >= SWEEP_EVERY {
             self.sweep(&mut log, at);
         }
         if log.lines > 2 * self.len() + 1024 {
@@ -434,10 +436,21 @@ impl Purges {
     /// Folds records past retention, and the oldest beyond the bound, into the epoch.
     fn sweep(&self, log: &mut Log, now: u64) {
         log.last_sweep = now;
-        let cutoff = now.saturating_sub(self.retention.as_millis() as u64);
+        let cutoff = now.saturating_sub(log.retention.as_millis() as u64);
         let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
         records.fold_older_than(cutoff);
-        records.enforce_bound(self.max_records);
+        records.enforce_bound(log.max_records);
+    }
+
+    /// New retention limits (a reload); records they no longer allow fold into the epoch now.
+    pub fn set_limits(&self, retention: Duration, max_records: usize) {
+        let mut log = self.lock_log();
+        if (log.retention, log.max_records) == (retention, max_records.max(1)) {
+            return;
+        }
+        log.retention = retention;
+        log.max_records = max_records.max(1);
+        self.sweep(&mut log, millis(SystemTime::now()));
     }
 
     /// Rewrites the log with one line per live record (temp file + rename), then appends to it.
@@ -630,6 +643,32 @@ mod tests {
         let none = tags(&[]);
         assert_eq!(r.check(&subject(1_010, &none, "h", "/")), Verdict::Hard);
         assert_eq!(r.check(&subject(1_011, &none, "h", "/")), Verdict::Valid);
+    }
+
+    #[test]
+    fn new_limits_apply_at_once() {
+        let p = Purges::open(None, Duration::from_secs(86_400), 1000).unwrap();
+        let now = SystemTime::now();
+        for i in 0..50 {
+            p.record(&[tag(&format!("t{i}"))], false, now).unwrap();
+        }
+        assert_eq!(p.len(), 50);
+        p.set_limits(Duration::from_secs(86_400), 10);
+        assert!(p.len() <= 10, "{} records kept", p.len());
+        let folded = tags(&["t0"]);
+        let folded: &'static [Box<str>] = Box::leak(folded.into_boxed_slice());
+        assert_eq!(
+            p.check(&subject(millis(now) - 1, folded, "h", "/")),
+            Verdict::Hard
+        );
+        p.set_limits(Duration::ZERO, 10);
+        std::thread::sleep(Duration::from_millis(2));
+        p.set_limits(Duration::ZERO, 11);
+        assert_eq!(p.len(), 0, "retention 0 folds everything");
+        assert_eq!(
+            p.check(&subject(millis(now) - 1, folded, "h", "/")),
+            Verdict::Hard
+        );
     }
 
     #[test]

@@ -69,7 +69,6 @@ pub struct Server {
     admin: std::sync::Mutex<Option<AdminListener>>,
     /// The cache owns its store under data_dir, so it lives as long as the process.
     cache: Option<Arc<crate::cache::Cache>>,
-    cache_config: velox_config::CacheConfig,
     /// Metrics and the access log outlive reloads too.
     observer: Arc<velox_observe::Observer>,
     busy_poll: crate::busy_poll::BusyPoll,
@@ -120,7 +119,6 @@ impl Server {
             velox_observe::Observer::start(&config).context("starting the access log")?;
         let cache =
             crate::cache::Cache::open(&config, observer.clone()).context("opening the cache")?;
-        let cache_config = config.cache.clone();
         let busy_poll = config.server.busy_poll;
         let runtime = Runtime::build(config, cache.clone(), &observer)?;
         let (drain, drain_rx) = watch::channel(false);
@@ -137,7 +135,6 @@ impl Server {
             source,
             admin: std::sync::Mutex::new(None),
             cache,
-            cache_config,
             observer,
             busy_poll: crate::busy_poll::BusyPoll::start(busy_poll),
         });
@@ -238,8 +235,19 @@ impl Server {
         let mut listeners = self.listeners.lock().await;
         let wanted = wanted_listeners(&config)?;
         let runtime = Runtime::build(config.clone(), self.cache.clone(), &self.observer)?;
-        if config.cache != self.cache_config {
-            tracing::warn!("[cache] changed: cache sizes and fields take effect only on restart");
+        let cache_change = match &self.cache {
+            Some(cache) => Some(cache.prepare(&config)?),
+            None => None,
+        };
+        let cache_restart = match &cache_change {
+            Some(change) => change.restart_needed,
+            None => config.cache.enabled,
+        };
+        if cache_restart {
+            tracing::warn!(
+                "[cache] enabled, memory_size, disk_size, max_object_size and server.data_dir \
+                 take effect only on restart; the running cache keeps its own"
+            );
         }
         let running_admin = self
             .admin
@@ -265,6 +273,9 @@ impl Server {
             }
         }
         self.shared.proxy.replace(runtime);
+        if let Some(change) = cache_change {
+            change.apply();
+        }
         self.shared.limits.store(Arc::new(conn_limits(&config)));
         self.busy_poll.set(config.server.busy_poll);
         listeners.retain(|running| {

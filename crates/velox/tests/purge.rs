@@ -186,7 +186,12 @@ async fn start_velox(origin: &Origin) -> Velox {
 /// Velox with extra `[cache]` settings.
 async fn start_velox_with(origin: &Origin, cache: &str) -> Velox {
     let (addr, admin) = (free_addr(), free_addr());
-    let config = format!(
+    Velox::start(&config_with(origin, addr, admin, cache), addr, admin).await
+}
+
+/// The config of [`start_velox_with`].
+fn config_with(origin: &Origin, addr: SocketAddr, admin: SocketAddr, cache: &str) -> String {
+    format!(
         r#"
 [server]
 listen = ["{addr}"]
@@ -206,8 +211,7 @@ path_prefix = "/"
 upstream = "origin"
 "#,
         origin.addr()
-    );
-    Velox::start(&config, addr, admin).await
+    )
 }
 
 fn cache_status(reply: &Reply) -> String {
@@ -1067,6 +1071,47 @@ async fn purge_method_purges_a_url_tags_or_softly_when_allowed() {
         text.contains("velox_purges_total{kind=\"tag\"} 1"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_reload_applies_the_cache_policy_and_keeps_what_is_stored() {
+    let origin = Origin::start().await;
+    let velox = start_velox(&origin).await;
+    store_all(&velox, &origin, &["/a/kept".to_owned()]).await;
+    assert!(!cache_status(&get(&velox.url("/a/kept")).await).contains("key="));
+    assert_eq!(
+        request("PURGE", &velox.url("/a/kept"), &[], b"")
+            .await
+            .status,
+        405
+    );
+
+    // Policy fields apply at once; a size change waits for a restart and loses nothing.
+    let policy = "purge_method = true\nexpose_key = true\nmemory_size = \"128MiB\"";
+    velox.rewrite_config(&config_with(&origin, velox.addr, velox.admin, policy));
+    let reload = request(
+        "POST",
+        &format!("http://{}/api/reload", velox.admin),
+        &[("authorization", "Bearer secret")],
+        b"",
+    )
+    .await;
+    assert_eq!(reload.status, 200, "{:?}", reload.body);
+    let reply = get(&velox.url("/a/kept")).await;
+    assert!(is_hit(&reply), "the reload lost the object");
+    assert!(
+        cache_status(&reply).contains("key="),
+        "{}",
+        cache_status(&reply)
+    );
+    assert_eq!(
+        request("PURGE", &velox.url("/a/kept"), &[], b"")
+            .await
+            .status,
+        200
+    );
+    assert!(!is_hit(&get(&velox.url("/a/kept")).await));
+    assert_eq!(origin.count("/a/kept"), 2);
 }
 
 #[tokio::test]

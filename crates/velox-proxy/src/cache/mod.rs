@@ -13,6 +13,7 @@ use crate::body::{self, Body};
 use crate::errors::error_response;
 use crate::in_place;
 use crate::proxy::{request_host, Forward};
+use arc_swap::ArcSwap;
 use coalesce::{Coalescer, Inflight, Role, SharedHead};
 use http::header::{AUTHORIZATION, IF_RANGE, RANGE, VARY};
 use http::{
@@ -152,24 +153,99 @@ impl RequestFacts {
     }
 }
 
-pub struct Cache {
-    store: Arc<Store>,
-    coalescer: Arc<Coalescer>,
-    refreshing: Mutex<HashSet<String>>,
+/// The `[cache]` settings a reload applies.
+struct Policy {
     targeted: Vec<HeaderName>,
     forward_targeted: bool,
     expose_key: bool,
     range_fetch_max: u64,
+    tag_fields: Vec<HeaderName>,
+    forward_tag_fields: bool,
+    purge_method: bool,
+    purge_allow: Vec<velox_config::Cidr>,
+}
+
+impl Policy {
+    fn of(c: &velox_config::CacheConfig) -> anyhow::Result<Policy> {
+        let names = |fields: &[String]| {
+            fields
+                .iter()
+                .map(|f| HeaderName::from_bytes(f.as_bytes()))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Policy {
+            targeted: names(&c.targeted_fields)?,
+            forward_targeted: c.forward_targeted_fields,
+            expose_key: c.expose_key,
+            range_fetch_max: c.range_fetch_max.bytes(),
+            tag_fields: names(&c.tag_fields)?,
+            forward_tag_fields: c.forward_tag_fields,
+            purge_method: c.purge_method,
+            purge_allow: c
+                .purge_allow
+                .iter()
+                .map(|net| net.parse().map_err(|e: String| anyhow::anyhow!(e)))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        })
+    }
+}
+
+/// The settings the store is opened with (where it lives and how large it may grow): changing
+/// them takes a restart.
+#[derive(PartialEq)]
+struct FixedSettings {
+    data_dir: std::path::PathBuf,
+    enabled: bool,
+    memory_size: u64,
+    disk_size: u64,
+    max_object_size: u64,
+}
+
+impl FixedSettings {
+    fn of(config: &Config) -> FixedSettings {
+        let c = &config.cache;
+        FixedSettings {
+            data_dir: config.server.data_dir.clone(),
+            enabled: c.enabled,
+            memory_size: c.memory_size.bytes(),
+            disk_size: c.disk_size.bytes(),
+            max_object_size: c.max_object_size.bytes(),
+        }
+    }
+}
+
+/// A checked change of the cache's settings, applied by [`PolicyChange::apply`].
+pub struct PolicyChange<'a> {
+    cache: &'a Cache,
+    policy: Policy,
+    retention: (Duration, usize),
+    /// The store's directory or sizes differ: those wait for a restart.
+    pub restart_needed: bool,
+}
+
+impl PolicyChange<'_> {
+    pub fn apply(self) {
+        self.cache.policy.store(Arc::new(self.policy));
+        self.cache
+            .purges
+            .set_limits(self.retention.0, self.retention.1);
+    }
+}
+
+pub struct Cache {
+    store: Arc<Store>,
+    coalescer: Arc<Coalescer>,
+    refreshing: Mutex<HashSet<String>>,
+    /// What a reload may change.
+    policy: ArcSwap<Policy>,
+    /// What only a restart changes; a reload that differs says so.
+    fixed: FixedSettings,
     max_object: u64,
     generation: AtomicU64,
     purges: Purges,
-    tag_fields: Vec<HeaderName>,
-    forward_tag_fields: bool,
     /// Bumped by every purge: part of the coalescing key, so a request that starts after a
     /// purge never joins an origin fetch that began before it.
     purge_seq: AtomicU64,
-    purge_method: bool,
-    purge_allow: Vec<velox_config::Cidr>,
     variant_index: Mutex<purging::VariantIndex>,
     observer: Arc<velox_observe::Observer>,
 }
@@ -221,28 +297,14 @@ impl Cache {
         store_config.disk_bytes = c.disk_size.bytes();
         store_config.max_object_bytes = c.max_object_size.bytes();
         store_config.decoded_charge = meta::decoded_charge;
+        let policy = Policy::of(c)?;
         let store = Store::open(store_config)?;
-        let targeted = c
-            .targeted_fields
-            .iter()
-            .map(|f| HeaderName::from_bytes(f.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let tag_fields = c
-            .tag_fields
-            .iter()
-            .map(|f| HeaderName::from_bytes(f.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()?;
         let purges = Purges::open(
             Some(config.server.data_dir.join("purges.log")),
             c.purge_retention.get(),
             c.purge_max_records,
         )
         .map_err(|e| anyhow::anyhow!("loading purge records: {e}"))?;
-        let purge_allow = c
-            .purge_allow
-            .iter()
-            .map(|net| net.parse().map_err(|e: String| anyhow::anyhow!(e)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
@@ -250,21 +312,29 @@ impl Cache {
             store: Arc::new(store),
             coalescer: Arc::new(Coalescer::default()),
             refreshing: Mutex::new(HashSet::new()),
-            targeted,
-            forward_targeted: c.forward_targeted_fields,
-            expose_key: c.expose_key,
-            range_fetch_max: c.range_fetch_max.bytes(),
+            policy: ArcSwap::from_pointee(policy),
+            fixed: FixedSettings::of(config),
             max_object: c.max_object_size.bytes(),
             generation: AtomicU64::new(seed),
             purges,
-            tag_fields,
-            forward_tag_fields: c.forward_tag_fields,
             purge_seq: AtomicU64::new(0),
-            purge_method: c.purge_method,
-            purge_allow,
             variant_index: Mutex::default(),
             observer,
         })))
+    }
+
+    /// Checks what a new configuration asks of the cache; the returned change applies it.
+    /// Fails, changing nothing, when a field is invalid.
+    pub fn prepare(&self, config: &Config) -> anyhow::Result<PolicyChange<'_>> {
+        Ok(PolicyChange {
+            cache: self,
+            policy: Policy::of(&config.cache)?,
+            retention: (
+                config.cache.purge_retention.get(),
+                config.cache.purge_max_records,
+            ),
+            restart_needed: FixedSettings::of(config) != self.fixed,
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -334,7 +404,7 @@ impl Cache {
         );
         let full = (!route.key.include_headers.is_empty() || !route.key.include_cookies.is_empty())
             .then(|| primary_key(scheme, authority, path_and_query, req.headers(), &route.key));
-        let show_key = self.expose_key
+        let show_key = self.policy.load().expose_key
             || req
                 .headers()
                 .get(VELOX_DEBUG)
@@ -653,7 +723,8 @@ impl Cache {
 
     /// A range of an object larger than `range_fetch_max` goes to the origin as asked.
     fn passes_range_through(&self, facts: &RequestFacts, length: Option<u64>) -> bool {
-        facts.headers.contains_key(RANGE) && length.is_some_and(|l| l > self.range_fetch_max)
+        facts.headers.contains_key(RANGE)
+            && length.is_some_and(|l| l > self.policy.load().range_fetch_max)
     }
 
     async fn range_through(
@@ -790,7 +861,8 @@ impl Cache {
         response: &Response<Body>,
         now: SystemTime,
     ) -> Option<StoreDecision> {
-        let directives = select_response_directives(response.headers(), &self.targeted);
+        let directives =
+            select_response_directives(response.headers(), &self.policy.load().targeted);
         let input = StoreInput {
             method: &facts.method,
             request: &facts.directives,
@@ -809,7 +881,8 @@ impl Cache {
     /// at most `MAX_TAGS` of at most `MAX_TAG_LEN` bytes (longer ones are ignored).
     fn tags_of(&self, headers: &HeaderMap) -> Vec<Box<str>> {
         let mut tags: Vec<Box<str>> = Vec::new();
-        let values = self.tag_fields.iter().flat_map(|f| headers.get_all(f));
+        let policy = self.policy.load();
+        let values = policy.tag_fields.iter().flat_map(|f| headers.get_all(f));
         for value in values {
             let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
                 continue;
@@ -828,16 +901,18 @@ impl Cache {
     }
 
     fn strip_tags(&self, headers: &mut HeaderMap) {
-        if !self.forward_tag_fields {
-            for name in &self.tag_fields {
+        let policy = self.policy.load();
+        if !policy.forward_tag_fields {
+            for name in &policy.tag_fields {
                 headers.remove(name);
             }
         }
     }
 
     fn strip_targeted(&self, headers: &mut HeaderMap) {
-        if !self.forward_targeted {
-            for name in &self.targeted {
+        let policy = self.policy.load();
+        if !policy.forward_targeted {
+            for name in &policy.targeted {
                 headers.remove(name);
             }
         }

@@ -227,7 +227,8 @@ impl Cache {
         peer: std::net::IpAddr,
     ) -> Response<Body> {
         let started = Instant::now();
-        if !self.purge_method {
+        let policy = self.policy.load();
+        if !policy.purge_method {
             let mut response = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "purge-disabled",
@@ -239,7 +240,7 @@ impl Cache {
             );
             return response;
         }
-        if !self.purge_allow.iter().any(|net| net.contains(peer)) {
+        if !policy.purge_allow.iter().any(|net| net.contains(peer)) {
             return error_response(
                 StatusCode::FORBIDDEN,
                 "purge-forbidden",

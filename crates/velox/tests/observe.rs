@@ -553,13 +553,7 @@ async fn a_reload_reopens_the_access_log_after_rotation() {
     // logrotate's `create` mode: move the file away, then ask for a reload.
     std::fs::rename(&log, &rotated).expect("rotate");
     get(&velox.url("/bytes/1?between")).await;
-    let reload = request(
-        "POST",
-        &format!("http://{}/api/reload", velox.admin),
-        &[("authorization", "Bearer secret")],
-        b"",
-    )
-    .await;
+    let reload = velox.reload().await;
     assert_eq!(reload.status, 200);
     // The line logged before the reopen lands in the moved file, nothing is lost.
     let old = wait_for_lines(&rotated, 2).await;

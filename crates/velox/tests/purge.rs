@@ -1089,13 +1089,7 @@ async fn a_reload_applies_the_cache_policy_and_keeps_what_is_stored() {
     // Policy fields apply at once; a size change waits for a restart and loses nothing.
     let policy = "purge_method = true\nexpose_key = true\nmemory_size = \"128MiB\"";
     velox.rewrite_config(&config_with(&origin, velox.addr, velox.admin, policy));
-    let reload = request(
-        "POST",
-        &format!("http://{}/api/reload", velox.admin),
-        &[("authorization", "Bearer secret")],
-        b"",
-    )
-    .await;
+    let reload = velox.reload().await;
     assert_eq!(reload.status, 200, "{:?}", reload.body);
     let reply = get(&velox.url("/a/kept")).await;
     assert!(is_hit(&reply), "the reload lost the object");

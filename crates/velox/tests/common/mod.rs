@@ -189,6 +189,12 @@ impl Velox {
         Duration::from_millis(ticks * 10)
     }
 
+    /// `POST /api/reload` with the token of [`basic_config`] ("secret").
+    pub async fn reload(&self) -> Reply {
+        let url = format!("http://{}/api/reload", self.admin);
+        request("POST", &url, &[("authorization", "Bearer secret")], b"").await
+    }
+
     /// Rewrites the config file (keeping the data_dir line) for a reload.
     pub fn rewrite_config(&self, config: &str) {
         let with_data = config.replacen(

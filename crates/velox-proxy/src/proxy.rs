@@ -52,7 +52,9 @@ impl Runtime {
         let route_cache = config
             .routes
             .iter()
-            .map(|route| RouteCache::from_config(&route.cache).map(Arc::new))
+            .map(|route| {
+                RouteCache::from_config(&route.cache, config.cache.expose_key).map(Arc::new)
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let via = Arc::new(
             forward::Via::new(&config.server.via)

@@ -52,10 +52,13 @@ pub struct RouteCache {
     /// reaches every entry for it (RFC 9111 §4.4).
     url_key: KeyRules,
     ignore_client_no_cache: bool,
+    /// `[cache] expose_key`: kept here, with the configuration a reload replaces, so that a
+    /// request reads it at no cost.
+    expose_key: bool,
 }
 
 impl RouteCache {
-    pub fn from_config(config: &RouteCacheConfig) -> anyhow::Result<RouteCache> {
+    pub fn from_config(config: &RouteCacheConfig, expose_key: bool) -> anyhow::Result<RouteCache> {
         let ttl_mode = match config.mode {
             CacheMode::Override => {
                 TtlMode::Override(config.ttl.map(|t| t.get()).unwrap_or_default())
@@ -99,6 +102,7 @@ impl RouteCache {
                 include_cookies: config.key.cookies.clone(),
             },
             ignore_client_no_cache: config.ignore_client_no_cache,
+            expose_key,
         })
     }
 }
@@ -153,11 +157,10 @@ impl RequestFacts {
     }
 }
 
-/// The `[cache]` settings a reload applies.
+/// The `[cache]` settings a reload applies (and `expose_key`, on [`RouteCache`]).
 struct Policy {
     targeted: Vec<HeaderName>,
     forward_targeted: bool,
-    expose_key: bool,
     range_fetch_max: u64,
     tag_fields: Vec<HeaderName>,
     forward_tag_fields: bool,
@@ -176,7 +179,6 @@ impl Policy {
         Ok(Policy {
             targeted: names(&c.targeted_fields)?,
             forward_targeted: c.forward_targeted_fields,
-            expose_key: c.expose_key,
             range_fetch_max: c.range_fetch_max.bytes(),
             tag_fields: names(&c.tag_fields)?,
             forward_tag_fields: c.forward_tag_fields,
@@ -404,7 +406,7 @@ impl Cache {
         );
         let full = (!route.key.include_headers.is_empty() || !route.key.include_cookies.is_empty())
             .then(|| primary_key(scheme, authority, path_and_query, req.headers(), &route.key));
-        let show_key = self.policy.load().expose_key
+        let show_key = route.expose_key
             || req
                 .headers()
                 .get(VELOX_DEBUG)

@@ -89,7 +89,9 @@ fn rules_for(config: &Config, url: &Uri) -> KeyRules {
     let authority = url.authority().map_or("", |a| a.as_str());
     config
         .match_route(Some(authority), url.path())
-        .and_then(|i| RouteCache::from_config(&config.routes[i].cache).ok())
+        .and_then(|i| {
+            RouteCache::from_config(&config.routes[i].cache, config.cache.expose_key).ok()
+        })
         .map(|route| route.url_key)
         .unwrap_or_default()
 }

@@ -132,7 +132,7 @@ VELOX="$TMP/velox-bin"
 hard=$(ulimit -Hn); [[ "$hard" == unlimited ]] && hard=1048576
 ulimit -n $(( hard < 65536 ? hard : 65536 )) || true
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # free_port, nginx_conf
 
 wait_http() { # NAME PORT PATH PID
     local i
@@ -159,40 +159,23 @@ metric() {
 # Any /o/N: DISK_BODY bytes; any /z/N: ZIPF_BODY bytes; both public, max-age=86400.
 start_origin() {
     local d="$TMP/origin" small big
-    mkdir -p "$d/tmp"
     small=$(head -c "$DISK_BODY" /dev/zero | tr '\0' 's')
     big=$(head -c "$ZIPF_BODY" /dev/zero | tr '\0' 'z')
     ORIGIN_PORT=$(free_port)
-    cat > "$d/nginx.conf" <<EOF
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-    access_log off;
+    nginx_conf "$d" 4096 "
     default_type text/plain;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
     server {
         listen 127.0.0.1:$ORIGIN_PORT;
         location /o/ {
-            add_header Cache-Control "public, max-age=86400" always;
-            return 200 "$small";
+            add_header Cache-Control 'public, max-age=86400' always;
+            return 200 '$small';
         }
         location /z/ {
-            add_header Cache-Control "public, max-age=86400" always;
-            return 200 "$big";
+            add_header Cache-Control 'public, max-age=86400' always;
+            return 200 '$big';
         }
         location = /origin_status { stub_status; }
-    }
-}
-EOF
+    }"
     taskset -c "$LOAD_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$d/stdout.log" 2>&1 &
     ORIGIN_PID=$!
     PIDS+=("$ORIGIN_PID")

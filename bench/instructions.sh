@@ -42,17 +42,8 @@ done
 
 log() { printf '[instructions %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-missing=()
-command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
-command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-if [[ ${#missing[@]} -gt 0 ]]; then
-    log "installing: ${missing[*]}"
-    sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
-    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-export PATH="$PATH:/usr/sbin"
+source "$BENCH_DIR/lib.sh"   # install_missing, free_port, wait_200, plain_origin, velox_config
+install_missing valgrind nginx curl python3
 
 if [[ -z "$VELOX_BIN" ]]; then
     VELOX_BIN="$REPO_DIR/target/release/velox"
@@ -65,26 +56,8 @@ fi
 
 TMP="$(mktemp -d /tmp/velox-instructions.XXXXXX)"
 chmod 755 "$TMP"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+stop_all_on_exit
 
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-wait_200() {
-    local port="$1" path="$2" pid="$3" i
-    for i in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || { echo "error: process $pid exited" >&2; return 1; }
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port$path")" == 200 ]] && return 0
-        sleep 0.2
-    done
-    echo "error: no 200 from port $port within 60 s" >&2
-    return 1
-}
 
 # N requests over C keep-alive connections, each response read whole.
 cat > "$TMP/client.py" <<'EOF'

@@ -65,9 +65,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # free_port, nginx_conf
 
 wait_http() { # PORT PATH PID
     local i
@@ -92,39 +90,23 @@ origin_requests() {
 
 # ------------------------------------------------------------------ the origin (nginx)
 d="$TMP/origin"
-mkdir -p "$d/tmp"
 ORIGIN_PORT=$(free_port)
-cat > "$d/nginx.conf" <<EOF
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-daemon off;
-events { worker_connections 1024; }
-http {
-    access_log off;
+nginx_conf "$d" 1024 "
     default_type text/plain;
-    keepalive_requests 1000000;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
     server {
         listen 127.0.0.1:$ORIGIN_PORT;
         location /obj/ {
-            add_header Cache-Control "public, max-age=3600";
-            add_header Surrogate-Key "bulk";
-            return 200 "small object\n";
+            add_header Cache-Control 'public, max-age=3600';
+            add_header Surrogate-Key 'bulk';
+            return 200 'small object\n';
         }
         location = /hot {
-            add_header Cache-Control "public, max-age=3600";
-            add_header Surrogate-Key "hot page";
-            return 200 "a cached page that is hit over and over\n";
+            add_header Cache-Control 'public, max-age=3600';
+            add_header Surrogate-Key 'hot page';
+            return 200 'a cached page that is hit over and over\n';
         }
         location = /origin_status { stub_status; }
-    }
-}
-EOF
+    }"
 taskset -c "$LOAD_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$d/stdout.log" 2>&1 &
 ORIGIN_PID=$!
 PIDS+=("$ORIGIN_PID")

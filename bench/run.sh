@@ -250,39 +250,22 @@ start_origin() {
     local d="$TMP/origin" port
     origin_documents "$d"
     port=$(free_port)
-    cat > "$d/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-    access_log off;
+    nginx_conf "$d" 4096 "
     default_type application/octet-stream;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
     open_file_cache max=16 inactive=300s;
     open_file_cache_valid 300s;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
     server {
         listen 127.0.0.1:$port;
         root $d/www;
-        location / { add_header Cache-Control "no-store"; }
-        location /cached/ { add_header Cache-Control "public, max-age=3600"; }
+        location / { add_header Cache-Control 'no-store'; }
+        location /cached/ { add_header Cache-Control 'public, max-age=3600'; }
         location = /origin_status { stub_status; }
         location = /headers {
             default_type text/plain;
-            add_header Cache-Control "no-store";
-            return 200 "x-forwarded-for: \$http_x_forwarded_for\nx-forwarded-proto: \$http_x_forwarded_proto\nx-forwarded-host: \$http_x_forwarded_host\nvia: \$http_via\nx-request-id: \$http_x_request_id\n";
+            add_header Cache-Control 'no-store';
+            return 200 'x-forwarded-for: \$http_x_forwarded_for\nx-forwarded-proto: \$http_x_forwarded_proto\nx-forwarded-host: \$http_x_forwarded_host\nvia: \$http_via\nx-request-id: \$http_x_request_id\n';
         }
-    }
-}
-EOF
+    }" "worker_rlimit_nofile $NOFILE;"
     spawn origin "$port" "$LOAD_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
 }
 
@@ -329,25 +312,9 @@ NGINX_LOG_FORMAT='log_format velox_json escape=json '"'"'{"time":"$time_iso8601"
 start_nginx() {
     local name="${1:-nginx}" extra="${2:-}" cached_extra="${3:-}"
     local d="$TMP/$name" port
-    mkdir -p "$d/tmp"
     port=$(free_port)
-    cat > "$d/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-daemon off;
-events { worker_connections 20000; }
-http {
-    access_log off;
+    nginx_conf "$d" 20000 "
     $NGINX_LOG_FORMAT
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
     # Scenario C: keys in shared memory, bodies in files under the temp dir (served from the
     # page cache once warm; nginx has no memory-only body store).
     proxy_cache_path $d/cache levels=1:2 keys_zone=hits:10m max_size=1g inactive=1h use_temp_path=off;
@@ -361,21 +328,19 @@ http {
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection \"\";
             $extra
         }
         location /cached/ {
             proxy_pass http://origin;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection \"\";
             proxy_cache hits;
             proxy_cache_valid 200 1h;
             add_header X-Cache-Status \$upstream_cache_status always;
             $cached_extra
         }
-    }
-}
-EOF
+    }" "worker_rlimit_nofile $NOFILE;"
     spawn "$name" "$port" "$PROXY_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
 }
 

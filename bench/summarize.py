@@ -358,6 +358,9 @@ def main():
         w(f"| metrics + request ids on / off | {fnum(ratio(on, off), 3)}× | {fnum(ratio(med(runs, 'velox', kind, 'rps'), offr), 3)}× |")
         w(f"| metrics + request ids + access log on / off | {fnum(ratio(lg, off), 3)}× | {fnum(ratio(med(runs, 'velox_log', kind, 'rps'), offr), 3)}× |")
         w("")
+        w("These rounds run one server at a time; on a shared machine they move by more than observability "
+          "costs. `bash bench/ab.sh` measures the same ratios with both servers loaded at once, under the "
+          "same noise (BENCHMARKS.md, \"The command\").\n")
         r5 = ratio(lg, off)
         verdicts.append(("5", f"{label} hits with metrics and access logging on ≥ {TARGET_OBS_RATIO}× both off (req per server CPU-s)",
                          f"{fnum(r5, 3)}× ({fnum(lg)} vs {fnum(off)}); metrics + ids alone {fnum(ratio(on, off), 3)}×",

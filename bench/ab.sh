@@ -147,9 +147,13 @@ def requests(out):
     return int(lines[0].split()[0])
 
 ratios, a_ns, b_ns = [], [], []
-for _ in range(rounds):
+for i in range(rounds):
     before = cpu_ns(a_pid), cpu_ns(b_pid)
-    runs = wrk(a_port), wrk(b_port)
+    # Which load starts first alternates, so that neither instance always has a head start.
+    if i % 2 == 0:
+        runs = wrk(a_port), wrk(b_port)
+    else:
+        runs = tuple(reversed((wrk(b_port), wrk(a_port))))
     outs = [r.communicate()[0] for r in runs]
     after = cpu_ns(a_pid), cpu_ns(b_pid)
     a = (after[0] - before[0]) / requests(outs[0])

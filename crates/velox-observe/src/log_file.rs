@@ -19,7 +19,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The unit of direct I/O: buffer address, length and file offset are multiples of it.
-const BLOCK: usize = 4096;
+pub const BLOCK: usize = 4096;
 /// The buffer: a direct write takes at most this much (240 pages, one virtio request, whose
 /// limit is 254 segments), and a batch seldom needs more than one.
 const BUF: usize = 240 * BLOCK;

@@ -5,8 +5,12 @@
 # (/proc/PID/task/*/schedstat, in ns); a round's ratio is A's cost over B's, i.e. B's requests per
 # CPU-second relative to A's. On this project's shared VMs, back-to-back runs of one server move
 # by 10-30% between rounds while these ratios stay within about a point.
+# The ratios of one pair of processes do move between starts, though: two starts of the same
+# pair read up to 5 points apart (memory placement, address layout), while the rounds of one start
+# agree within 2. So every case is measured over several starts (fresh instances, caches filled
+# again) and the table gives the median of the starts' medians and the range of those medians.
 #
-#   bash bench/ab.sh [--no-build] [--velox BIN] [--base BIN] [--rounds N] [--duration S]
+#   bash bench/ab.sh [--no-build] [--velox BIN] [--base BIN] [--starts N] [--rounds N] [--duration S]
 #
 # Without --base (issue 5's question): one binary with observability off (A) against metrics and
 # request ids on (the defaults) and against those plus the JSON access log to a file (B), on
@@ -16,7 +20,7 @@
 # on 1 KiB hits.
 #
 # The default binary is the profile-guided build (scripts/release-build.sh, target/pgo/velox);
-# --no-build uses it as it is. Defaults: 8 rounds of 3 s per pair.
+# --no-build uses it as it is. Defaults: 5 starts, 4 rounds of 3 s per pair and start.
 # Caveat: the two instances share CPU 0's caches and take turns on it. A change in how much of
 # the cache one of them pushes out shows less here than when each runs alone
 # (bench/run.sh, scenario D): use both.
@@ -28,7 +32,8 @@ BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 VELOX_BIN=""
 BASE_BIN=""
-ROUNDS=8
+STARTS=5
+ROUNDS=4
 DURATION=3
 BUILD=1
 
@@ -36,13 +41,15 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --velox) VELOX_BIN="$2"; shift 2 ;;
         --base) BASE_BIN="$2"; shift 2 ;;
+        --starts) STARTS="$2"; shift 2 ;;
         --rounds) ROUNDS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
+[[ "$STARTS" =~ ^[1-9][0-9]*$ ]] || { echo "error: --starts must be a positive integer" >&2; exit 2; }
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "error: --rounds must be a positive integer" >&2; exit 2; }
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || { echo "error: --duration must be whole seconds" >&2; exit 2; }
 
@@ -107,6 +114,16 @@ start() {
     wait_200 "${PORT[$name]}" /cached/1k "${PID[$name]}"
 }
 
+# stop NAME...: ends those instances (the next start begins afresh: new process, empty cache).
+stop() {
+    local name
+    for name in "$@"; do
+        kill "${PID[$name]}" 2>/dev/null || true
+        wait "${PID[$name]}" 2>/dev/null || true
+        rm -rf "${TMP:?}/$name"
+    done
+}
+
 # warm NAME: stores the objects every case reads (all 10,000 of the spread's URLs, each several
 # times over, through wrk itself).
 warm() {
@@ -119,11 +136,14 @@ warm() {
         { echo "error: $1 does not serve /cached/1k from its cache" >&2; exit 1; }
 }
 
-# The measurement: N rounds of both wrk runs at once; prints one Markdown row per pair.
+# The measurement: N rounds of both wrk runs at once; appends one line per pair and start to
+# RESULTS: label, A, B, the median of A's and of B's ns per request, the median ratio.
+RESULTS="$TMP/results.tsv"
 cat > "$TMP/pair.py" <<'EOF'
 import os, statistics, subprocess, sys
 rounds, secs, label, script, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 (a_name, a_pid, a_port), (b_name, b_pid, b_port) = [t.split(':') for t in sys.argv[6:8]]
+results = sys.argv[8]
 
 def cpu_ns(pid):
     total = 0
@@ -160,14 +180,33 @@ for i in range(rounds):
     b = (after[1] - before[1]) / requests(outs[1])
     a_ns.append(a); b_ns.append(b); ratios.append(a / b)
 m = statistics.median
-print(f'| {label} | {a_name} | {b_name} | {m(a_ns):,.0f} | {m(b_ns):,.0f} | **{m(ratios):.3f}×** | {min(ratios):.3f}–{max(ratios):.3f} |', flush=True)
+with open(results, 'a') as out:
+    out.write(f'{label}\t{a_name}\t{b_name}\t{m(a_ns):.0f}\t{m(b_ns):.0f}\t{m(ratios):.4f}\n')
+print(f'  {label}, {a_name} against {b_name}: {m(ratios):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f})', file=sys.stderr)
+EOF
+
+# The table: per case, the median over starts of A's and B's cost and of the ratio.
+cat > "$TMP/table.py" <<'EOF'
+import statistics, sys
+starts = sys.argv[2]
+cases = {}
+for line in open(sys.argv[1]):
+    label, a, b, a_ns, b_ns, ratio = line.rstrip('\n').split('\t')
+    cases.setdefault((label, a, b), []).append((float(a_ns), float(b_ns), float(ratio)))
+m = statistics.median
+print(f"| case | A | B | A: ns of CPU per request | B: ns of CPU per request | B's requests per CPU-s / A's (median of {starts} starts) | range of the starts' medians |")
+print('|---|---|---|---:|---:|---:|---:|')
+for (label, a, b), runs in cases.items():
+    ratios = [r for _, _, r in runs]
+    print(f'| {label} | {a} | {b} | {m(x for x, _, _ in runs):,.0f} | {m(y for _, y, _ in runs):,.0f} '
+          f'| **{m(ratios):.3f}×** | {min(ratios):.3f}–{max(ratios):.3f} |')
 EOF
 
 # pair LABEL SCRIPT PATH A B
 pair() {
     log "$1: ${4} against ${5}, $ROUNDS rounds of ${DURATION} s"
     python3 "$TMP/pair.py" "$ROUNDS" "$DURATION" "$1" "$2" "$3" \
-        "$4:${PID[$4]}:${PORT[$4]}" "$5:${PID[$5]}:${PORT[$5]}"
+        "$4:${PID[$4]}:${PORT[$4]}" "$5:${PID[$5]}:${PORT[$5]}" "$RESULTS"
     # Keep the access logs from filling the disk: truncated files are continued at their end.
     for f in "$TMP"/*/access.log; do [[ -f "$f" ]] && : > "$f"; done
     return 0
@@ -176,24 +215,30 @@ pair() {
 OFF=$'[observe]\nmetrics = false\nrequest_id = false'
 LOG=$'[access_log]\nenabled = true\npath = "@DIR@/access.log"'
 
-log "velox: $VELOX_BIN${BASE_BIN:+ against base $BASE_BIN}"
+log "velox: $VELOX_BIN${BASE_BIN:+ against base $BASE_BIN}; $STARTS starts of $ROUNDS rounds of ${DURATION} s per case"
+for s in $(seq 1 "$STARTS"); do
+    log "start $s of $STARTS"
+    if [[ -n "$BASE_BIN" ]]; then
+        start base "$BASE_BIN" "$LOG"
+        start change "$VELOX_BIN" "$LOG"
+        warm base; warm change
+        pair "1 KiB hits, access log on" - /cached/1k base change
+        stop base change
+    else
+        start off "$VELOX_BIN" "$OFF"
+        start on "$VELOX_BIN" ""
+        start log "$VELOX_BIN" "$LOG"
+        for t in off on log; do warm "$t"; done
+        pair "1 KiB hits" - /cached/1k off on
+        pair "1 KiB hits" - /cached/1k off log
+        pair "100 KiB hits" - /cached/100k off log
+        pair "1 KiB hits over 10,000 URLs" "$TMP/spread.lua" / off log
+        stop off on log
+    fi
+done
+
 echo "Machine: $(nproc) CPUs, $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}'), $(uname -sr); servers on CPU 0, wrk and the origin on CPU 1"
 echo "Velox: $VELOX_BIN (sha256 $(sha256sum "$VELOX_BIN" | cut -c1-12))${BASE_BIN:+; base: $BASE_BIN (sha256 $(sha256sum "$BASE_BIN" | cut -c1-12))}"
+echo "$STARTS starts (fresh instances) of $ROUNDS rounds of ${DURATION} s per case"
 echo
-echo "| case | A | B | A: ns of CPU per request | B: ns of CPU per request | B's requests per CPU-s / A's (median) | range over $ROUNDS rounds |"
-echo "|---|---|---|---:|---:|---:|---:|"
-if [[ -n "$BASE_BIN" ]]; then
-    start base "$BASE_BIN" "$LOG"
-    start change "$VELOX_BIN" "$LOG"
-    warm base; warm change
-    pair "1 KiB hits, access log on" - /cached/1k base change
-else
-    start off "$VELOX_BIN" "$OFF"
-    start on "$VELOX_BIN" ""
-    start log "$VELOX_BIN" "$LOG"
-    for t in off on log; do warm "$t"; done
-    pair "1 KiB hits" - /cached/1k off on
-    pair "1 KiB hits" - /cached/1k off log
-    pair "100 KiB hits" - /cached/100k off log
-    pair "1 KiB hits over 10,000 URLs" "$TMP/spread.lua" / off log
-fi
+python3 "$TMP/table.py" "$RESULTS" "$STARTS"

@@ -283,10 +283,10 @@ fn sample(threshold: u64) -> bool {
 
 /// The host a request named, as routing reads it: its target's authority (HTTP/2's
 /// `:authority`, an absolute-form target), else its Host field.
-fn logged_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+fn logged_host<B>(req: &Request<B>, host_field: Option<&HeaderValue>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => req.headers().get(http::header::HOST).cloned(),
+        None => host_field.cloned(),
     }
 }
 
@@ -336,11 +336,13 @@ impl Scope {
     /// Called once the request is routed (`route` = index into `config.routes`, `None` if no route
     /// matched; `started` = when its head arrived): takes its request id and decides on sampling.
     /// The request is not changed: a generated id goes to the origin only if the request is
-    /// forwarded ([`Recording::generated_id`]).
+    /// forwarded ([`Recording::generated_id`]). `host_field` is the request's `Host` field, which
+    /// the caller has looked up to route it.
     pub fn begin<B>(
         &self,
         route: Option<usize>,
         req: &Request<B>,
+        host_field: Option<&HeaderValue>,
         client: IpAddr,
         started: Instant,
     ) -> Option<Recording<'_>> {
@@ -364,7 +366,11 @@ impl Scope {
                 } else {
                     None
                 },
-                host: if log { logged_host(req) } else { None },
+                host: if log {
+                    logged_host(req, host_field)
+                } else {
+                    None
+                },
                 client,
                 request_id,
                 status: 0,
@@ -540,16 +546,22 @@ thread_local! {
 /// follows a clock step within a second).
 fn wall_nanos(at: Instant) -> u64 {
     WALL_ANCHOR.with(|anchor| match anchor.get() {
-        Some((mono, wall)) if at >= mono && at - mono < Duration::from_secs(1) => {
-            wall + u64::from((at - mono).subsec_nanos())
-        }
-        _ => {
-            let (mono, wall) = (Instant::now(), access_log::unix_nanos(SystemTime::now()));
-            anchor.set(Some((mono, wall)));
-            let behind = mono.saturating_duration_since(at).as_nanos();
-            wall.saturating_sub(u64::try_from(behind).unwrap_or(u64::MAX))
-        }
+        // One subtraction: `at - mono` is a `Duration` built from two timespecs.
+        Some((mono, wall)) => match at.checked_duration_since(mono) {
+            Some(since) if since.as_secs() == 0 => wall + u64::from(since.subsec_nanos()),
+            _ => reanchor(anchor, at),
+        },
+        None => reanchor(anchor, at),
     })
+}
+
+/// Reads the wall clock with the monotonic one and returns the wall-clock time at `at`.
+#[cold]
+fn reanchor(anchor: &Cell<Option<(Instant, u64)>>, at: Instant) -> u64 {
+    let (mono, wall) = (Instant::now(), access_log::unix_nanos(SystemTime::now()));
+    anchor.set(Some((mono, wall)));
+    let behind = mono.saturating_duration_since(at).as_nanos();
+    wall.saturating_sub(u64::try_from(behind).unwrap_or(u64::MAX))
 }
 
 /// A response body that counts its bytes and records the request when it ends or is dropped.

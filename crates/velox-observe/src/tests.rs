@@ -39,7 +39,13 @@ fn response(cache_status: &str, body: &'static str) -> Response<Body> {
 
 async fn run(scope: &Scope, path: &str, cache_status: &str, body: &'static str) -> Response<Bytes> {
     let req = Request::get(path).body(()).unwrap();
-    let rec = scope.begin(Some(0), &req, "127.0.0.1".parse().unwrap(), Instant::now());
+    let rec = scope.begin(
+        Some(0),
+        &req,
+        req.headers().get(http::header::HOST),
+        "127.0.0.1".parse().unwrap(),
+        Instant::now(),
+    );
     let resp = scope.finish(rec, response(cache_status, body));
     assert!(resp.headers().contains_key(&X_REQUEST_ID));
     let (parts, body) = resp.into_parts();
@@ -106,7 +112,15 @@ fn a_generated_request_id_is_for_the_origin_and_the_response() {
     let scope = observer.scope(&config(""));
     let ip = "127.0.0.1".parse().unwrap();
     let mut req = Request::get("/").body(()).unwrap();
-    let rec = scope.begin(Some(0), &req, ip, Instant::now()).unwrap();
+    let rec = scope
+        .begin(
+            Some(0),
+            &req,
+            req.headers().get(http::header::HOST),
+            ip,
+            Instant::now(),
+        )
+        .unwrap();
     let id = rec.generated_id().expect("no client id: one is generated");
     // The request itself is left alone: the id is set on it only if it is forwarded.
     assert!(!req.headers().contains_key(&X_REQUEST_ID));
@@ -115,14 +129,30 @@ fn a_generated_request_id_is_for_the_origin_and_the_response() {
 
     req.headers_mut()
         .insert(&X_REQUEST_ID, HeaderValue::from_static("client-42"));
-    let rec = scope.begin(Some(0), &req, ip, Instant::now()).unwrap();
+    let rec = scope
+        .begin(
+            Some(0),
+            &req,
+            req.headers().get(http::header::HOST),
+            ip,
+            Instant::now(),
+        )
+        .unwrap();
     assert_eq!(rec.generated_id(), None);
     let answered = scope.finish(Some(rec), response("velox; hit", ""));
     assert_eq!(answered.headers()[&X_REQUEST_ID], "client-42");
 
     req.headers_mut()
         .insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
-    let rec = scope.begin(Some(0), &req, ip, Instant::now()).unwrap();
+    let rec = scope
+        .begin(
+            Some(0),
+            &req,
+            req.headers().get(http::header::HOST),
+            ip,
+            Instant::now(),
+        )
+        .unwrap();
     assert!(rec.generated_id().is_some(), "an odd client id is replaced");
 }
 
@@ -135,7 +165,13 @@ fn everything_off_costs_nothing() {
     let scope = observer.scope(&c);
     let req = Request::get("/").body(()).unwrap();
     assert!(scope
-        .begin(Some(0), &req, "127.0.0.1".parse().unwrap(), Instant::now())
+        .begin(
+            Some(0),
+            &req,
+            req.headers().get(http::header::HOST),
+            "127.0.0.1".parse().unwrap(),
+            Instant::now()
+        )
         .is_none());
 }
 

@@ -4,11 +4,13 @@
 
 pub struct TopK {
     capacity: usize,
+    /// Each slot's key hash, apart from the slots: the lookup every request makes scans only
+    /// these, eight to a cache line.
+    hashes: Vec<u64>,
     slots: Vec<Slot>,
 }
 
 struct Slot {
-    hash: u64,
     key: Box<str>,
     count: u64,
     /// Overestimation bound: the count the slot had when this key took it over.
@@ -18,11 +20,29 @@ struct Slot {
 /// Longest key kept (bytes); longer paths are cut at a character boundary.
 pub const MAX_KEY: usize = 200;
 
-/// FNV-1a: enough to skip string comparisons for keys that differ.
+/// A multiply-rotate hash taking eight bytes a step (a byte-at-a-time hash cost a 40-byte path
+/// about 160 instructions): enough to skip string comparisons for keys that differ.
 pub fn hash(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes = key.as_bytes();
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or_default());
+    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(31);
+    let mut h = mix(K, bytes.len() as u64);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        h = mix(h, word(w));
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        // The last eight bytes (overlapping the words before), or the few there are.
+        let last = if bytes.len() >= 8 {
+            word(&bytes[bytes.len() - 8..])
+        } else {
+            tail.iter().fold(0, |w, &b| w << 8 | u64::from(b))
+        };
+        h = mix(h, last);
+    }
+    h ^ h >> 29
 }
 
 pub fn truncate(key: &str) -> &str {
@@ -38,37 +58,44 @@ pub fn truncate(key: &str) -> &str {
 
 impl TopK {
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         TopK {
-            capacity: capacity.max(1),
-            slots: Vec::with_capacity(capacity.max(1)),
+            capacity,
+            hashes: Vec::with_capacity(capacity),
+            slots: Vec::with_capacity(capacity),
         }
     }
 
     pub fn add(&mut self, key: &str) {
         let key = truncate(key);
         let h = hash(key);
-        if let Some(slot) = self
-            .slots
-            .iter_mut()
-            .find(|s| s.hash == h && &*s.key == key)
-        {
-            slot.count += 1;
+        let mut found = None;
+        for (i, &slot_hash) in self.hashes.iter().enumerate() {
+            if slot_hash == h && *self.slots[i].key == *key {
+                found = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = found {
+            self.slots[i].count += 1;
             return;
         }
         if self.slots.len() < self.capacity {
+            self.hashes.push(h);
             self.slots.push(Slot {
-                hash: h,
                 key: key.into(),
                 count: 1,
                 error: 0,
             });
             return;
         }
-        if let Some(min) = self.slots.iter_mut().min_by_key(|s| s.count) {
-            min.hash = h;
-            min.key = key.into();
-            min.error = min.count;
-            min.count += 1;
+        let min = (0..self.slots.len()).min_by_key(|&i| self.slots[i].count);
+        if let Some(i) = min {
+            let slot = &mut self.slots[i];
+            self.hashes[i] = h;
+            slot.key = key.into();
+            slot.error = slot.count;
+            slot.count += 1;
         }
     }
 
@@ -104,6 +131,24 @@ mod tests {
         assert_eq!(top[0].0, "/hot");
         assert_eq!(top[0].1, 1000);
         assert_eq!(top[1].0, "/warm");
+    }
+
+    #[test]
+    fn hashes_tell_apart_keys_that_differ_anywhere() {
+        let keys: Vec<String> = (0..40)
+            .flat_map(|len| {
+                let base = "k".repeat(len);
+                (0..len).map(move |i| {
+                    let mut k = base.clone().into_bytes();
+                    k[i] = b'x';
+                    String::from_utf8(k).unwrap()
+                })
+            })
+            .chain((0..40).map(|len| "k".repeat(len)))
+            .collect();
+        let hashes: std::collections::HashSet<u64> = keys.iter().map(|k| hash(k)).collect();
+        assert_eq!(hashes.len(), keys.len());
+        assert_eq!(hash("/a"), hash(&String::from("/a")));
     }
 
     #[test]

@@ -101,20 +101,24 @@ impl Proxy {
 
 /// The host a request is for: the target's authority if absolute-form or h2, else `Host`.
 pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    host_of(uri, headers.get(HOST))
+}
+
+/// [`request_host`], given the `Host` field.
+fn host_of<'a>(uri: &'a Uri, host_field: Option<&'a HeaderValue>) -> Option<&'a str> {
     uri.authority()
         .map(|a| a.as_str())
-        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| host_field.and_then(|h| h.to_str().ok()))
 }
 
 impl Handler for Proxy {
     async fn handle(&self, req: Request<Body>, conn: ConnInfo) -> Response<Body> {
         let runtime = self.runtime();
-        let host = request_host(req.uri(), req.headers());
-        let route = runtime.config.match_route(host, req.uri().path());
+        let host_field = req.headers().get(HOST);
+        let route = (runtime.config).match_route(host_of(req.uri(), host_field), req.uri().path());
         // Request id, sampling; finished with the response head.
-        let recording = runtime
-            .observe
-            .begin(route, &req, conn.peer.ip(), conn.received);
+        let recording =
+            (runtime.observe).begin(route, &req, host_field, conn.peer.ip(), conn.received);
         let Some(route) = route else {
             let response = error_response(
                 StatusCode::NOT_FOUND,

@@ -397,6 +397,8 @@ pub struct AccessLog {
     /// Woken when a batch is half full (and to finish or reopen), so that a high rate of lines
     /// is written before the batch fills, however long the interval.
     writer: std::thread::Thread,
+    /// Taken by [`AccessLog::close`], which waits for the last lines.
+    finished: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl AccessLog {
@@ -441,15 +443,39 @@ impl AccessLog {
             }
         };
         let writer = shared.clone();
-        let writer = std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("velox-access-log".into())
             .spawn(move || match out() {
                 Ok(out) => write_loop(&writer, out, reopen, interval),
                 Err(e) => tracing::error!(error = %e, "cannot open the access log"),
-            })?
-            .thread()
-            .clone();
-        Ok(AccessLog { shared, writer })
+            })?;
+        Ok(AccessLog {
+            shared,
+            writer: handle.thread().clone(),
+            finished: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Has the writer write every line taken so far and stop, and waits for it (at most
+    /// `limit`: a FIFO nobody reads must not hold up the end of the process). For a stop: the
+    /// process does not wait for the writer thread by itself, and the lines of its last round,
+    /// a direct-I/O file's partial block among them, would be lost. Lines logged after this are
+    /// not written.
+    pub fn close(&self, limit: Duration) {
+        self.shared.closed.store(true, Relaxed);
+        self.writer.unpark();
+        let Some(handle) = self.finished.lock().ok().and_then(|mut h| h.take()) else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + limit;
+        while !handle.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!("the access log's last lines were not written in time");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = handle.join();
     }
 
     /// Has the writer reopen the file by its path once it has written what it holds (after a

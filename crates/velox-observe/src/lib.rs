@@ -183,6 +183,14 @@ impl Observer {
         recent.push_back((now, PURGE_KINDS[i], target, soft));
     }
 
+    /// Writes the access log's last lines and stops its writer (at most `limit`); see
+    /// [`AccessLog::close`]. For the end of the process.
+    pub fn close(&self, limit: Duration) {
+        if let Some(log) = &self.log {
+            log.close(limit);
+        }
+    }
+
     pub fn log_dropped(&self) -> u64 {
         self.log_dropped.load(Relaxed)
     }

@@ -61,6 +61,9 @@ struct AdminListener {
     stop: watch::Sender<bool>,
 }
 
+/// How long a stop waits for the access log's last lines.
+const ACCESS_LOG_CLOSE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Mutex<Vec<RunningListener>>,
@@ -340,5 +343,8 @@ impl Server {
                 "grace period over; closing remaining connections"
             );
         }
+        // The access log's last lines, before the process ends.
+        let observer = self.observer.clone();
+        let _ = tokio::task::spawn_blocking(move || observer.close(ACCESS_LOG_CLOSE)).await;
     }
 }

@@ -788,3 +788,27 @@ async fn dashboard_and_stats_stream_need_no_token() {
         .contains("content-type: text/event-stream"));
     assert!(seen.matches("data: ").count() >= 2, "{seen}");
 }
+
+/// A stop writes every line taken before it: the access log is flushed before the process ends,
+/// even right after the last request (before the writer's next round) and for a partial block.
+#[tokio::test]
+async fn stopping_writes_every_logged_line() {
+    let Logged {
+        mut velox,
+        log,
+        dir: _dir,
+        _origin,
+    } = start_logged().await;
+    for i in 0..25 {
+        get(&velox.url(&format!("/bytes/1?n={i}"))).await;
+    }
+    velox.signal(libc_signal::Signal::Term);
+    assert_eq!(velox.wait_exit(Duration::from_secs(20)), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 25, "{text}");
+    assert_eq!(lines[24]["path"], "/bytes/1?n=24");
+}

@@ -218,16 +218,23 @@ LOG=$'[access_log]\nenabled = true\npath = "@DIR@/access.log"'
 log "velox: $VELOX_BIN${BASE_BIN:+ against base $BASE_BIN}; $STARTS starts of $ROUNDS rounds of ${DURATION} s per case"
 for s in $(seq 1 "$STARTS"); do
     log "start $s of $STARTS"
+    # The order the instances start in rotates from start to start (it decides where their
+    # memory lands).
     if [[ -n "$BASE_BIN" ]]; then
-        start base "$BASE_BIN" "$LOG"
-        start change "$VELOX_BIN" "$LOG"
+        if (( s % 2 )); then
+            start base "$BASE_BIN" "$LOG"; start change "$VELOX_BIN" "$LOG"
+        else
+            start change "$VELOX_BIN" "$LOG"; start base "$BASE_BIN" "$LOG"
+        fi
         warm base; warm change
         pair "1 KiB hits, access log on" - /cached/1k base change
         stop base change
     else
-        start off "$VELOX_BIN" "$OFF"
-        start on "$VELOX_BIN" ""
-        start log "$VELOX_BIN" "$LOG"
+        names=(off on log); configs=("$OFF" "" "$LOG")
+        for k in 0 1 2; do
+            i=$(( (k + s) % 3 ))
+            start "${names[$i]}" "$VELOX_BIN" "${configs[$i]}"
+        done
         for t in off on log; do warm "$t"; done
         pair "1 KiB hits" - /cached/1k off on
         pair "1 KiB hits" - /cached/1k off log

@@ -106,21 +106,19 @@ fn end_to_end() {
     });
 }
 
+/// A recording of `req` on route 0, from 127.0.0.1.
+fn begin<'a>(scope: &'a Scope, req: &Request<()>) -> Recording<'a> {
+    let host = req.headers().get(http::header::HOST);
+    let ip = "127.0.0.1".parse().unwrap();
+    (scope.begin(Some(0), req, host, ip, Instant::now())).expect("recorded")
+}
+
 #[test]
 fn a_generated_request_id_is_for_the_origin_and_the_response() {
     let observer = Observer::start(&config("")).unwrap();
     let scope = observer.scope(&config(""));
-    let ip = "127.0.0.1".parse().unwrap();
     let mut req = Request::get("/").body(()).unwrap();
-    let rec = scope
-        .begin(
-            Some(0),
-            &req,
-            req.headers().get(http::header::HOST),
-            ip,
-            Instant::now(),
-        )
-        .unwrap();
+    let rec = begin(&scope, &req);
     let id = rec.generated_id().expect("no client id: one is generated");
     // The request itself is left alone: the id is set on it only if it is forwarded.
     assert!(!req.headers().contains_key(&X_REQUEST_ID));
@@ -129,30 +127,14 @@ fn a_generated_request_id_is_for_the_origin_and_the_response() {
 
     req.headers_mut()
         .insert(&X_REQUEST_ID, HeaderValue::from_static("client-42"));
-    let rec = scope
-        .begin(
-            Some(0),
-            &req,
-            req.headers().get(http::header::HOST),
-            ip,
-            Instant::now(),
-        )
-        .unwrap();
+    let rec = begin(&scope, &req);
     assert_eq!(rec.generated_id(), None);
     let answered = scope.finish(Some(rec), response("velox; hit", ""));
     assert_eq!(answered.headers()[&X_REQUEST_ID], "client-42");
 
     req.headers_mut()
         .insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
-    let rec = scope
-        .begin(
-            Some(0),
-            &req,
-            req.headers().get(http::header::HOST),
-            ip,
-            Instant::now(),
-        )
-        .unwrap();
+    let rec = begin(&scope, &req);
     assert!(rec.generated_id().is_some(), "an odd client id is replaced");
 }
 

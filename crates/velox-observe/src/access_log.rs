@@ -552,8 +552,8 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
 /// How often the writer takes the batch when it is not woken sooner (by a half-full batch, a
 /// reopen or the end). It is not woken per line (a futex call each), and rarely: every round is
 /// a context switch on the CPU the requests run on and a direct write, about 50-130 µs of CPU
-/// on the benchmark machine, so a 5 ms interval cost 4% of a logged 1 KiB hit's throughput and
-/// 60 ms gained 1% over 20 ms (BENCHMARKS.md). `tail -f` still sees a line within two rounds.
+/// on the benchmark machine: against 20 ms, a 5 ms interval cost a logged 1 KiB hit 4% of its
+/// throughput, and this one gained 1.7% (BENCHMARKS.md). `tail -f` sees a line within two rounds.
 const WRITE_INTERVAL: Duration = Duration::from_millis(100);
 
 type Opener = Box<dyn FnOnce() -> std::io::Result<Box<dyn Write + Send>> + Send>;

@@ -6,9 +6,9 @@
 //! (`velox_log_dropped_total`), so a request never waits on the disk.
 
 use crate::cache_status::CacheOutcome;
+use crate::json_line::{self, plain, string_room, Line};
 use crate::log_file::{self, LogFile};
 use crate::request_id::{self, GeneratedId};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -47,161 +47,82 @@ pub enum LoggedId<'a> {
     Client(&'a [u8]),
 }
 
-/// Milliseconds with microsecond precision, as a JSON number (`1.5` ms is written `1.500`).
-fn millis(out: &mut Vec<u8>, d: Duration) {
-    // In u64: `as_micros` is a u128, whose division is a library call.
-    let micros = d
-        .as_secs()
-        .saturating_mul(1_000_000)
-        .saturating_add(u64::from(d.subsec_micros()));
-    out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
-    let frac = (micros % 1000) as u16;
-    out.extend_from_slice(&[
-        b'.',
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
-    ]);
-}
-
-fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-/// Printable ASCII that needs no JSON escaping. Eight bytes at a time (SWAR): this runs over
-/// most strings of every line.
-fn plain(bytes: &[u8]) -> bool {
-    if bytes.len() < 8 {
-        return bytes
-            .iter()
-            .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
-    }
-    let word = |w: &[u8]| u64::from_ne_bytes(w.try_into().unwrap_or_default());
-    let mut words = bytes.chunks_exact(8);
-    // The last word overlaps the one before it when the length is not a multiple of 8.
-    words.all(|w| plain_word(word(w))) && plain_word(word(&bytes[bytes.len() - 8..]))
-}
-
-/// No byte of `w` is below 0x20, at or above 0x7f, or equal to `"` or `\`.
-fn plain_word(w: u64) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    // `w + 1` sets the high bit of a 0x7f byte (and of none below it: no carry).
-    (w | w.wrapping_add(ONES)) & HIGH
-        | w.wrapping_sub(ONES * 0x20) & !w & HIGH
-        | has_zero(w ^ (ONES * u64::from(b'"')))
-        | has_zero(w ^ (ONES * u64::from(b'\\')))
-        == 0
-}
-
-fn quoted(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(b'"');
-    out.extend_from_slice(bytes);
-    out.push(b'"');
-}
-
-/// A JSON string: plain text (the usual case) is copied as it is; anything else goes through
-/// serde_json's escaper (bytes that are not UTF-8 become U+FFFD).
-fn string(out: &mut Vec<u8>, s: &[u8]) {
-    if plain(s) {
-        quoted(out, s);
-    } else {
-        let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(s));
-    }
-}
-
 /// `s` as a JSON string, for text that is written again and again (a route's name).
 pub fn json_string(s: &str) -> Box<[u8]> {
     let mut out = Vec::new();
-    string(&mut out, s.as_bytes());
+    json_line::append_to(&mut out, string_room(s.len()), |line| {
+        line.string(s.as_bytes())
+    });
     out.into()
 }
 
 /// A field value as a JSON string; `null` when absent or not text (visible ASCII, space, tab).
-fn opt_header(out: &mut Vec<u8>, v: Option<&[u8]>) {
+fn opt_header(line: &mut Line, v: Option<&[u8]>) {
     match v {
-        Some(h) if plain(h) => quoted(out, h),
-        Some(h) if h.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) => string(out, h),
-        _ => out.extend_from_slice(b"null"),
+        Some(h) if plain(h) => line.quoted(h),
+        Some(h) if h.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) => line.string(h),
+        _ => line.put(b"null"),
     }
 }
 
-/// The client's address (nothing in it needs escaping), without quotes.
-fn client(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            // At most "255.255.255.255": built on the stack, copied once.
-            let mut text = [0; 15];
-            let mut len = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text[len] = b'.';
-                    len += 1;
-                }
-                if octet >= 100 {
-                    text[len] = b'0' + octet / 100;
-                    len += 1;
-                }
-                if octet >= 10 {
-                    text[len] = b'0' + octet / 10 % 10;
-                    len += 1;
-                }
-                text[len] = b'0' + octet % 10;
-                len += 1;
-            }
-            out.extend_from_slice(&text[..len]);
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-/// Room reserved for a line up front (a typical one is about 300 bytes).
-const LINE_HINT: usize = 512;
+/// Room for a line's fixed part: its names, numbers, time, address and a generated id (about
+/// 350 bytes at most), with a margin.
+const LINE_FIXED: usize = 512;
 
 impl LogEvent<'_> {
-    /// Appends the JSON line. Written by hand (fixed field order, no intermediate values):
-    /// this runs once per request, on the request's thread.
-    pub fn write_json(&self, out: &mut Vec<u8>, clock: &mut SecondClock) {
-        out.reserve(LINE_HINT);
-        out.extend_from_slice(b"{\"time\":\"");
-        clock.write(out, self.unix_nanos);
-        out.extend_from_slice(b"\",\"client\":\"");
-        client(out, self.client);
+    /// The most room the JSON line can take.
+    pub fn room(&self) -> usize {
+        let client_id = match self.request_id {
+            LoggedId::Client(id) => id,
+            _ => b"",
+        };
+        let texts = self.method.len()
+            + self.host.map_or(0, <[u8]>::len)
+            + self.path.len()
+            + self.cache_status.map_or(0, <[u8]>::len)
+            + client_id.len();
+        LINE_FIXED + string_room(texts) + self.route.len()
+    }
+
+    /// Writes the JSON line into room of at least [`LogEvent::room`] bytes. Written by hand
+    /// (fixed field order, no intermediate values): this runs once per request.
+    pub fn write_json(&self, line: &mut Line, clock: &mut SecondClock) {
+        line.put(b"{\"time\":\"");
+        clock.write(line, self.unix_nanos);
+        line.put(b"\",\"client\":\"");
+        line.ip(self.client);
         // Methods are HTTP tokens: nothing to escape.
-        out.extend_from_slice(b"\",\"method\":\"");
-        out.extend_from_slice(self.method);
-        out.extend_from_slice(b"\",\"host\":");
-        opt_header(out, self.host);
-        out.extend_from_slice(b",\"path\":");
-        string(out, self.path);
-        out.extend_from_slice(b",\"status\":");
-        number(out, self.status);
-        out.extend_from_slice(b",\"bytes\":");
-        number(out, self.bytes);
-        out.extend_from_slice(b",\"duration_ms\":");
-        millis(out, self.duration);
-        out.extend_from_slice(b",\"upstream_ms\":");
+        line.put(b"\",\"method\":\"");
+        line.put(self.method);
+        line.put(b"\",\"host\":");
+        opt_header(line, self.host);
+        line.put(b",\"path\":");
+        line.string(self.path);
+        line.put(b",\"status\":");
+        line.number(self.status);
+        line.put(b",\"bytes\":");
+        line.number(self.bytes);
+        line.put(b",\"duration_ms\":");
+        line.millis(self.duration);
+        line.put(b",\"upstream_ms\":");
         match self.upstream {
-            Some(d) => millis(out, d),
-            None => out.extend_from_slice(b"null"),
+            Some(d) => line.millis(d),
+            None => line.put(b"null"),
         }
-        out.extend_from_slice(b",\"cache\":\"");
-        out.extend_from_slice(self.cache.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"cache_status\":");
-        opt_header(out, self.cache_status);
-        out.extend_from_slice(b",\"route\":");
-        out.extend_from_slice(self.route);
-        out.extend_from_slice(b",\"request_id\":");
+        line.put(b",\"cache\":\"");
+        line.put(self.cache.as_str().as_bytes());
+        line.put(b"\",\"cache_status\":");
+        opt_header(line, self.cache_status);
+        line.put(b",\"route\":");
+        line.put(self.route);
+        line.put(b",\"request_id\":");
         match self.request_id {
             // Hex digits and a dash: nothing to escape.
-            LoggedId::Generated(id) => quoted(out, id.write(&mut [0; request_id::MAX_LEN])),
-            LoggedId::Client(id) => opt_header(out, Some(id)),
-            LoggedId::None => out.extend_from_slice(b"null"),
+            LoggedId::Generated(id) => line.quoted(id.write(&mut [0; request_id::MAX_LEN])),
+            LoggedId::Client(id) => opt_header(line, Some(id)),
+            LoggedId::None => line.put(b"null"),
         }
-        out.extend_from_slice(b"}\n");
+        line.put(b"}\n");
     }
 
     /// Appends the event as a record: [`HEAD`] bytes of numbers and text lengths, then the texts.
@@ -309,12 +230,23 @@ pub fn unix_nanos(t: SystemTime) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Formats a batch of records into JSON lines.
-fn format_records(mut records: &[u8], out: &mut Vec<u8>, clock: &mut SecondClock) {
+/// Formats records into JSON lines, each straight into the output's buffer; returns how many
+/// bytes they took.
+fn format_records(
+    mut records: &[u8],
+    out: &mut LogFile,
+    clock: &mut SecondClock,
+) -> std::io::Result<usize> {
+    let mut length = 0;
     while let Some((event, rest)) = LogEvent::decode(records) {
-        event.write_json(out, clock);
+        let mut line = Line::new(out.room(event.room())?);
+        event.write_json(&mut line, clock);
+        let len = line.len();
+        out.filled(len)?;
+        length += len;
         records = rest;
     }
+    Ok(length)
 }
 
 /// Formats timestamps, re-rendering the date and time only when the second changes.
@@ -325,16 +257,16 @@ pub struct SecondClock {
 }
 
 impl SecondClock {
-    fn write(&mut self, out: &mut Vec<u8>, unix_nanos: u64) {
+    fn write(&mut self, line: &mut Line, unix_nanos: u64) {
         let second = unix_nanos / 1_000_000_000;
         if self.text.is_empty() || second != self.second {
             self.second = second;
             let full = rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_secs(second));
             self.text = full[..19].to_owned();
         }
-        out.extend_from_slice(self.text.as_bytes());
+        line.put(self.text.as_bytes());
         let ms = (unix_nanos / 1_000_000 % 1000) as u16;
-        out.extend_from_slice(&[
+        line.put(&[
             b'.',
             b'0' + (ms / 100) as u8,
             b'0' + (ms / 10 % 10) as u8,
@@ -423,22 +355,17 @@ impl AccessLog {
             reopen: AtomicBool::new(false),
         });
         let (out, reopen): (Opener, Option<Reopener>) = match target {
-            Target::Stdout => (
-                Box::new(|| Ok(Box::new(std::io::stdout()) as Box<dyn Write + Send>)),
-                None,
-            ),
+            Target::Stdout => (Box::new(|| Ok(LogFile::plain(std::io::stdout()))), None),
             // A FIFO is not reopened: opening one waits for a reader.
             Target::File(path) if is_fifo(&path) => (
-                Box::new(move || open_append(&path).map(|f| Box::new(f) as Box<dyn Write + Send>)),
+                Box::new(move || open_append(&path).map(LogFile::plain)),
                 None,
             ),
             Target::File(path) => {
                 let file = LogFile::open(&path)?;
                 (
-                    Box::new(move || Ok(Box::new(file) as Box<dyn Write + Send>)),
-                    Some(Box::new(move || {
-                        LogFile::open(&path).map(|f| Box::new(f) as Box<dyn Write + Send>)
-                    })),
+                    Box::new(move || Ok(file)),
+                    Some(Box::new(move || LogFile::open(&path))),
                 )
             }
         };
@@ -556,19 +483,13 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
 /// throughput, and this one gained 1.7% (BENCHMARKS.md). `tail -f` sees a line within two rounds.
 const WRITE_INTERVAL: Duration = Duration::from_millis(100);
 
-type Opener = Box<dyn FnOnce() -> std::io::Result<Box<dyn Write + Send>> + Send>;
-type Reopener = Box<dyn Fn() -> std::io::Result<Box<dyn Write + Send>> + Send>;
+type Opener = Box<dyn FnOnce() -> std::io::Result<LogFile> + Send>;
+type Reopener = Box<dyn Fn() -> std::io::Result<LogFile> + Send>;
 
 /// Swaps the shared batch with an empty buffer (the previous one, so nothing is allocated in
 /// steady state), then formats and writes its records outside the lock.
-fn write_loop(
-    shared: &Shared,
-    mut out: Box<dyn Write + Send>,
-    reopen: Option<Reopener>,
-    interval: Duration,
-) {
+fn write_loop(shared: &Shared, mut out: LogFile, reopen: Option<Reopener>, interval: Duration) {
     let mut spare = Vec::with_capacity(64 * 1024);
-    let mut text = Vec::with_capacity(64 * 1024);
     let mut clock = SecondClock::default();
     loop {
         let closed = shared.closed.load(Relaxed);
@@ -576,24 +497,19 @@ fn write_loop(
             std::mem::swap(&mut batch.records, &mut spare);
             batch.lines = 0;
         }
-        format_records(&spare, &mut text, &mut clock);
         // A busy round writes whole blocks; a light one (less than a block of new text, or the
-        // last) also flushes what waits: a direct-I/O file's partial block (see `log_file`), a
-        // pipe's buffer. So a line is visible within two rounds, whatever the rate.
-        let written = if text.len() < log_file::BLOCK || closed {
-            out.write_all(&text).and_then(|()| out.flush())
-        } else {
-            out.write_all(&text)
-        };
+        // last) also flushes what waits (see `log_file`). So a line is visible within two
+        // rounds, whatever the rate.
+        let written = format_records(&spare, &mut out, &mut clock)
+            .and_then(|length| out.end_round(length < log_file::BLOCK || closed));
         if let Err(e) = written {
             tracing::warn!(error = %e, "access log write failed");
         }
         spare.clear();
-        text.clear();
         if let (true, Some(open)) = (shared.reopen.swap(false, Relaxed), &reopen) {
             match open() {
                 Ok(fresh) => {
-                    if let Err(e) = out.flush() {
+                    if let Err(e) = out.end_round(true) {
                         tracing::warn!(error = %e, "access log write failed");
                     }
                     out = fresh;
@@ -612,6 +528,7 @@ fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn timestamps() {
@@ -626,37 +543,21 @@ mod tests {
     }
 
     #[test]
-    fn plain_finds_every_byte_that_needs_escaping_at_any_position() {
-        for len in 0..20 {
-            let clean = vec![b'a'; len];
-            assert!(plain(&clean));
-            for pos in 0..len {
-                for bad in [0x00, 0x1f, b'"', b'\\', 0x7f, 0x80, 0xff] {
-                    let mut v = clean.clone();
-                    v[pos] = bad;
-                    assert!(!plain(&v), "len {len} pos {pos} byte {bad:#x}");
-                }
-                let mut v = clean.clone();
-                v[pos] = b' ';
-                v[0] = b'~';
-                assert!(plain(&v));
+    fn field_values_are_strings_when_text_and_null_otherwise() {
+        let mut out = Vec::new();
+        json_line::append_to(&mut out, 100, |line| {
+            for value in [Some(&b"caf\xe9"[..]), Some(b"a\tb"), Some(b"q\"x"), None] {
+                opt_header(line, value);
             }
-        }
+        });
+        assert_eq!(String::from_utf8(out).unwrap(), r#"null"a\tb""q\"x"null"#);
     }
 
-    #[test]
-    fn strings_are_escaped_only_when_needed() {
+    /// The event's line, as the writer formats it.
+    fn line_of(event: &LogEvent, clock: &mut SecondClock) -> Vec<u8> {
         let mut out = Vec::new();
-        string(&mut out, b"/a b");
-        string(&mut out, "/q?\"x\"\\\u{7}é".as_bytes());
-        string(&mut out, b"/\xff");
-        opt_header(&mut out, Some(b"caf\xe9"));
-        opt_header(&mut out, Some(b"a\tb"));
-        opt_header(&mut out, None);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#""/a b""/q?\"x\"\\\u0007é""/�"null"a\tb"null"#
-        );
+        json_line::append_to(&mut out, event.room(), |line| event.write_json(line, clock));
+        out
     }
 
     #[test]
@@ -676,12 +577,8 @@ mod tests {
             route: &json_string("main"),
             request_id: LoggedId::Client(b"abc-1"),
         };
-        let mut out = Vec::new();
-        event.write_json(&mut out, &mut SecondClock::default());
-        event.write_json(&mut out, &mut SecondClock::default());
-        let first = out.iter().position(|b| *b == b'\n').unwrap() + 1;
-        assert_eq!(out[..first], out[first..]);
-        out.truncate(first);
+        let out = line_of(&event, &mut SecondClock::default());
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["status"], 200);
         assert_eq!(v["duration_ms"], 1.5);
@@ -806,14 +703,43 @@ mod tests {
         // A cut-off record reads as the end.
         assert_eq!(LogEvent::decode(&records[..HEAD + 3]), None);
 
-        let (mut direct, mut formatted) = (Vec::new(), Vec::new());
-        for event in [full, bare, v4] {
-            event.write_json(&mut direct, &mut SecondClock::default());
-        }
-        format_records(&records, &mut formatted, &mut SecondClock::default());
+        let direct: Vec<u8> = [full, bare, v4]
+            .iter()
+            .flat_map(|event| line_of(event, &mut SecondClock::default()))
+            .collect();
+        let formatted = SharedText::default();
+        let mut out = LogFile::plain(formatted.clone());
+        let length = format_records(&records, &mut out, &mut SecondClock::default()).unwrap();
+        assert_eq!(length, direct.len());
+        assert!(
+            formatted.text().is_empty(),
+            "written only when the round ends"
+        );
+        out.end_round(false).unwrap();
         assert_eq!(
-            String::from_utf8(formatted).unwrap(),
+            String::from_utf8(formatted.text()).unwrap(),
             String::from_utf8(direct).unwrap()
         );
+    }
+
+    /// A stream whose text a test can read.
+    #[derive(Clone, Default)]
+    struct SharedText(Arc<Mutex<Vec<u8>>>);
+
+    impl SharedText {
+        fn text(&self) -> Vec<u8> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Write for SharedText {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

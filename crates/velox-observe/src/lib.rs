@@ -13,6 +13,7 @@
 
 pub mod access_log;
 pub mod cache_status;
+pub mod json_line;
 pub mod log_file;
 pub mod metrics;
 pub mod request_id;

@@ -656,6 +656,41 @@ async fn the_access_log_names_the_host_of_an_h2_request() {
     drop(logged);
 }
 
+/// A FIFO as the log's path: the writer opens it once a reader appears and writes whole lines
+/// through it (the plain, non-direct output that standard output shares).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_can_go_to_a_fifo() {
+    use std::io::BufRead;
+    let origin = start_origin().await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("access.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.expect("mkfifo").success());
+    let extra = format!(
+        "[access_log]\nenabled = true\npath = \"{}\"\n",
+        fifo.display()
+    );
+    let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
+    let reader = tokio::task::spawn_blocking(move || {
+        let fifo = std::io::BufReader::new(std::fs::File::open(&fifo).expect("open the FIFO"));
+        fifo.lines().take(3).collect::<Result<Vec<_>, _>>()
+    });
+    for i in 0..3 {
+        get(&velox.url(&format!("/bytes/1?fifo={i}"))).await;
+    }
+    let lines = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("three lines within 10 s")
+        .unwrap()
+        .expect("read the FIFO");
+    for (i, line) in lines.iter().enumerate() {
+        let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        assert_eq!(line["path"], format!("/bytes/1?fifo={i}"));
+    }
+    drop(velox);
+}
+
 /// The decoded headers a memory hit keeps beside the object are charged to the memory tier when the
 /// first hit makes them, and only then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -592,6 +592,62 @@ mod tests {
         assert!(out.ends_with(b"\n"));
     }
 
+    /// The room a line is given holds the longest line its texts can make: every number at
+    /// its widest, the longest address, and texts that escape to six bytes a byte.
+    #[test]
+    fn the_widest_line_fits_its_room() {
+        let control = [0x01u8; 300];
+        let route = json_string(&"\u{1}".repeat(50));
+        let mut clock = SecondClock::default();
+        for (client, id) in [
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                LoggedId::Client(&[b'\t'; 128]),
+            ),
+            (
+                "255.255.255.255",
+                LoggedId::Generated(GeneratedId::from_counter(u64::MAX)),
+            ),
+        ] {
+            let event = LogEvent {
+                unix_nanos: u64::MAX,
+                client: client.parse().unwrap(),
+                method: b"PROPPATCH",
+                host: Some(&[b'\t'; 300]),
+                path: &control,
+                status: u16::MAX,
+                bytes: u64::MAX,
+                duration: Duration::MAX,
+                upstream: Some(Duration::MAX),
+                cache: CacheOutcome::Revalidated,
+                cache_status: Some(&[b'"'; 300]),
+                route: &route,
+                request_id: id,
+            };
+            let line = line_of(&event, &mut clock);
+            assert!(line.len() <= event.room());
+            let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(v["path"].as_str().unwrap().len(), 300);
+            assert_eq!(v["cache_status"].as_str().unwrap(), "\"".repeat(300));
+            // The fixed part at its widest, with texts too short to lend it room.
+            let bare = LogEvent {
+                method: b"GET",
+                host: None,
+                path: b"/",
+                cache_status: None,
+                route: b"\"r\"",
+                request_id: LoggedId::Generated(GeneratedId::from_counter(u64::MAX)),
+                ..event
+            };
+            let line = line_of(&bare, &mut clock);
+            assert!(
+                line.len() >= 320 && line.len() <= bare.room(),
+                "{}",
+                line.len()
+            );
+        }
+    }
+
     fn event(path: &[u8]) -> LogEvent<'_> {
         LogEvent {
             unix_nanos: 0,

@@ -656,6 +656,14 @@ async fn the_access_log_names_the_host_of_an_h2_request() {
     drop(logged);
 }
 
+/// A new FIFO in `dir`, for the access log's path.
+fn fifo_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let fifo = dir.join("access.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.expect("mkfifo").success());
+    fifo
+}
+
 /// A FIFO as the log's path: the writer opens it once a reader appears and writes whole lines
 /// through it (the plain, non-direct output that standard output shares).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -664,9 +672,7 @@ async fn the_access_log_can_go_to_a_fifo() {
     let origin = start_origin().await;
     let (addr, admin) = (free_addr(), free_addr());
     let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = dir.path().join("access.fifo");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-    assert!(made.expect("mkfifo").success());
+    let fifo = fifo_in(dir.path());
     let extra = format!(
         "[access_log]\nenabled = true\npath = \"{}\"\n",
         fifo.display()
@@ -725,12 +731,7 @@ async fn a_full_log_buffer_drops_and_counts_lines_without_blocking() {
     let (addr, admin) = (free_addr(), free_addr());
     let dir = tempfile::tempdir().expect("tempdir");
     // A FIFO nobody reads: the writer never gets to write, so the buffer stays full.
-    let fifo = dir.path().join("access.fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    let fifo = fifo_in(dir.path());
     let extra = format!(
         "[access_log]\nenabled = true\npath = \"{}\"\nbuffer = 4\n",
         fifo.display()

@@ -17,7 +17,8 @@
 # 1 KiB hits, 100 KiB hits and 1 KiB hits spread over 10,000 URLs (log-uniform: a few hot, a
 # long tail, about Zipf(1)).
 # With --base BASE: a code change's effect, BASE (A) against BIN (B), both with the access log on,
-# on 1 KiB hits.
+# on 1 KiB hits. Two builds can differ by up to about 5% through code layout alone (BENCHMARKS.md),
+# so also measure the part changed directly (a thread's CPU, bench/instructions.sh).
 #
 # The default binary is the profile-guided build (scripts/release-build.sh, target/pgo/velox);
 # --no-build uses it as it is. Defaults: 5 starts, 4 rounds of 3 s per pair and start.
@@ -45,7 +46,7 @@ while [[ $# -gt 0 ]]; do
         --rounds) ROUNDS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done

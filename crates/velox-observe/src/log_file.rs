@@ -30,7 +30,7 @@ const BUF: usize = 240 * BLOCK;
 pub enum LogFile {
     Direct(DirectFile),
     /// Plain writes of whole rounds: a file opened to append, standard output or a FIFO.
-    Plain(Box<dyn Write + Send>, Pending),
+    Plain(Box<dyn Write + Send>, Unwritten),
 }
 
 pub struct DirectFile {
@@ -47,19 +47,19 @@ pub struct DirectFile {
     written: usize,
     pos: u64,
     /// A line too long for the buffer's room is formatted here and copied in.
-    spill: Pending,
+    spill: Unwritten,
     spilled: bool,
 }
 
 /// Text waiting to be written: a buffer kept at its largest size (zeroed once), and how much
 /// of it is in use.
 #[derive(Default)]
-pub struct Pending {
+pub struct Unwritten {
     bytes: Vec<u8>,
     used: usize,
 }
 
-impl Pending {
+impl Unwritten {
     /// At least `need` bytes after the text in use.
     fn room(&mut self, need: usize) -> &mut [u8] {
         if self.bytes.len() < self.used + need {
@@ -93,7 +93,7 @@ impl LogFile {
             len: 0,
             written: 0,
             pos: 0,
-            spill: Pending::default(),
+            spill: Unwritten::default(),
             spilled: false,
         };
         Ok(match d.resume_at_end() {
@@ -104,7 +104,7 @@ impl LogFile {
 
     /// Lines written with plain writes, a round at a time.
     pub fn plain(out: impl Write + Send + 'static) -> LogFile {
-        LogFile::Plain(Box::new(out), Pending::default())
+        LogFile::Plain(Box::new(out), Unwritten::default())
     }
 
     pub fn is_direct(&self) -> bool {
@@ -131,7 +131,7 @@ impl LogFile {
                     &mut d.buf.as_mut()[d.len..BUF]
                 }
             }
-            LogFile::Plain(_, pending) => pending.room(need),
+            LogFile::Plain(_, unwritten) => unwritten.room(need),
         })
     }
 
@@ -151,8 +151,8 @@ impl LogFile {
                 d.len += n;
                 Ok(())
             }
-            LogFile::Plain(_, pending) => {
-                pending.used += n;
+            LogFile::Plain(_, unwritten) => {
+                unwritten.used += n;
                 Ok(())
             }
         }
@@ -189,9 +189,9 @@ impl LogFile {
                 }
                 Ok(())
             }
-            LogFile::Plain(out, pending) => {
-                let written = out.write_all(pending.text());
-                pending.used = 0;
+            LogFile::Plain(out, unwritten) => {
+                let written = out.write_all(unwritten.text());
+                unwritten.used = 0;
                 written.and_then(|()| if everything { out.flush() } else { Ok(()) })
             }
         }

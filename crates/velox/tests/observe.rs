@@ -521,12 +521,21 @@ struct Logged {
 }
 
 async fn start_logged() -> Logged {
+    start_logging(|dir| dir.join("access.log"), "").await
+}
+
+/// Velox logging to the path `path_in` makes in a new temp dir; `more` follows the
+/// `[access_log]` table's `enabled` and `path`.
+async fn start_logging(
+    path_in: impl FnOnce(&std::path::Path) -> std::path::PathBuf,
+    more: &str,
+) -> Logged {
     let origin = start_origin().await;
     let (addr, admin) = (free_addr(), free_addr());
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("access.log");
+    let log = path_in(dir.path());
     let extra = format!(
-        "[access_log]\nenabled = true\npath = \"{}\"\n",
+        "[access_log]\nenabled = true\npath = \"{}\"\n{more}",
         log.display()
     );
     let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
@@ -669,15 +678,8 @@ fn fifo_in(dir: &std::path::Path) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_can_go_to_a_fifo() {
     use std::io::BufRead;
-    let origin = start_origin().await;
-    let (addr, admin) = (free_addr(), free_addr());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = fifo_in(dir.path());
-    let extra = format!(
-        "[access_log]\nenabled = true\npath = \"{}\"\n",
-        fifo.display()
-    );
-    let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
+    let logged = start_logging(fifo_in, "").await;
+    let (velox, fifo) = (&logged.velox, logged.log.clone());
     let reader = tokio::task::spawn_blocking(move || {
         let fifo = std::io::BufReader::new(std::fs::File::open(&fifo).expect("open the FIFO"));
         fifo.lines().take(3).collect::<Result<Vec<_>, _>>()
@@ -694,7 +696,7 @@ async fn the_access_log_can_go_to_a_fifo() {
         let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
         assert_eq!(line["path"], format!("/bytes/1?fifo={i}"));
     }
-    drop(velox);
+    drop(logged);
 }
 
 /// The decoded headers a memory hit keeps beside the object are charged to the memory tier when the
@@ -727,16 +729,9 @@ async fn the_first_hit_charges_the_memory_tier_for_its_decoded_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_buffer_drops_and_counts_lines_without_blocking() {
-    let origin = start_origin().await;
-    let (addr, admin) = (free_addr(), free_addr());
-    let dir = tempfile::tempdir().expect("tempdir");
     // A FIFO nobody reads: the writer never gets to write, so the buffer stays full.
-    let fifo = fifo_in(dir.path());
-    let extra = format!(
-        "[access_log]\nenabled = true\npath = \"{}\"\nbuffer = 4\n",
-        fifo.display()
-    );
-    let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
+    let logged = start_logging(fifo_in, "buffer = 4\n").await;
+    let (velox, admin) = (&logged.velox, logged.velox.admin);
     let started = Instant::now();
     for _ in 0..20 {
         let reply = request("GET", &velox.url("/bytes/10"), &[("host", "raw.test")], b"").await;
@@ -752,22 +747,19 @@ async fn a_full_log_buffer_drops_and_counts_lines_without_blocking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_zero_logs_nothing_and_metrics_can_be_off() {
-    let origin = start_origin().await;
-    let (addr, admin) = (free_addr(), free_addr());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("access.log");
-    let extra = format!(
-        "[observe]\nmetrics = false\nrequest_id = false\n[access_log]\nenabled = true\npath = \"{}\"\nsample_rate = 0.0\n",
-        log.display()
-    );
-    let velox = Velox::start(&config(addr, admin, origin.addr, &extra), addr, admin).await;
+    let logged = start_logging(
+        |dir| dir.join("access.log"),
+        "sample_rate = 0.0\n[observe]\nmetrics = false\nrequest_id = false\n",
+    )
+    .await;
+    let (velox, admin, log) = (&logged.velox, logged.velox.admin, &logged.log);
     for _ in 0..5 {
         let reply = get(&velox.url("/echo")).await;
         assert!(reply.header("x-request-id").is_none());
         assert!(reply.json()["headers"].get("x-request-id").is_none());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "");
+    assert_eq!(std::fs::read_to_string(log).unwrap_or_default(), "");
     assert_eq!(scrape(admin).await.sum("velox_requests_total", &[]), 0.0);
 }
 

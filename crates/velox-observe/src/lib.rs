@@ -30,7 +30,7 @@ use metrics::{
     error_kind_index, method_index, CacheFigures, ConnGauge, Encoder, Histogram, RouteMetrics,
     UpstreamMetrics, BUCKETS, ERROR_KINDS, METHODS,
 };
-use request_id::{GeneratedId, RequestId};
+use request_id::RequestId;
 use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -45,7 +45,7 @@ pub use cache_status::ParsedStatus;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-pub use request_id::X_REQUEST_ID;
+pub use request_id::{GeneratedId, X_REQUEST_ID};
 pub static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 // Static names: a lookup by `&str` would parse the name on every call.
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -390,15 +390,18 @@ impl Scope {
         })
     }
 
-    /// Called with the response head: adds `X-Request-Id` and `Server-Timing`, counts the
-    /// upstream side, and records the request (or wraps the body, to record it when it ends).
+    /// Called with the response head: adds `Server-Timing` and a client's own `X-Request-Id`,
+    /// counts the upstream side, and records the request (or wraps the body, to record it when
+    /// it ends). Returns the response and the id Velox generated for it, if any, which the
+    /// protocol server sends as `X-Request-Id` (it formats it into the head without a
+    /// header-map entry).
     pub fn finish(
         &self,
         rec: Option<Recording<'_>>,
         mut response: Response<Body>,
-    ) -> Response<Body> {
+    ) -> (Response<Body>, Option<GeneratedId>) {
         let Some(Recording { route, mut pending }) = rec else {
-            return response;
+            return (response, None);
         };
         let headers = response.headers();
         let cache_status = headers.get(&CACHE_STATUS);
@@ -451,17 +454,26 @@ impl Scope {
             pending.cache_status = cache_status.cloned();
         }
         let headers = response.headers_mut();
-        if let Some(id) = &pending.request_id {
-            headers.insert(&X_REQUEST_ID, id.header_value());
-        }
+        let generated = match &pending.request_id {
+            Some(RequestId::Generated(id)) => {
+                // One the origin echoed, or a stored response kept, is replaced.
+                headers.remove(&X_REQUEST_ID);
+                Some(*id)
+            }
+            Some(RequestId::Client(id)) => {
+                headers.insert(&X_REQUEST_ID, id.clone());
+                None
+            }
+            None => None,
+        };
         if let Some(value) = server_timing {
             headers.append(&SERVER_TIMING, value);
         }
         if !wrap {
-            return response;
+            return (response, generated);
         }
         let route = route.clone();
-        response.map(|inner| {
+        let response = response.map(|inner| {
             Recorded {
                 inner,
                 bytes: 0,
@@ -469,7 +481,8 @@ impl Scope {
                 pending: Some(pending),
             }
             .boxed_unsync()
-        })
+        });
+        (response, generated)
     }
 }
 

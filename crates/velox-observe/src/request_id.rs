@@ -27,13 +27,6 @@ impl RequestId {
             _ => RequestId::Generated(GeneratedId::next()),
         }
     }
-
-    pub fn header_value(&self) -> HeaderValue {
-        match self {
-            RequestId::Client(value) => value.clone(),
-            RequestId::Generated(id) => id.header_value(),
-        }
-    }
 }
 
 /// A client's request id is kept if it is short printable ASCII; anything else is replaced.

@@ -1,7 +1,7 @@
 //! HTTP/2 serving (h2c with prior knowledge, and h2 negotiated by ALPN), by hyper.
 
 use crate::body;
-use crate::handler::{ConnInfo, ConnSettings, Handler};
+use crate::handler::{ConnInfo, ConnSettings, Handler, ServerFields};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -25,7 +25,14 @@ pub async fn serve<I, H>(
             received: std::time::Instant::now(),
             ..conn
         };
-        async move { Ok::<_, Infallible>(handler.handle(req.map(body::boxed), conn).await) }
+        async move {
+            let mut fields = ServerFields::default();
+            let mut response = handler
+                .handle(req.map(body::boxed), conn, &mut fields)
+                .await;
+            fields.add_to(&mut response);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder

@@ -4,7 +4,7 @@ use crate::body::Body;
 use crate::cache::{Cache, RouteCache};
 use crate::errors::{error_response, CACHE_STATUS, CACHE_STATUS_BYPASS};
 use crate::forward;
-use crate::handler::{ConnInfo, Handler};
+use crate::handler::{ConnInfo, Handler, ServerFields};
 use crate::transport::OnUpgrade;
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
@@ -112,7 +112,12 @@ fn host_of<'a>(uri: &'a Uri, host_field: Option<&'a HeaderValue>) -> Option<&'a 
 }
 
 impl Handler for Proxy {
-    async fn handle(&self, req: Request<Body>, conn: ConnInfo) -> Response<Body> {
+    async fn handle(
+        &self,
+        req: Request<Body>,
+        conn: ConnInfo,
+        fields: &mut ServerFields,
+    ) -> Response<Body> {
         let runtime = self.runtime();
         let host_field = req.headers().get(HOST);
         let route = (runtime.config).match_route(host_of(req.uri(), host_field), req.uri().path());
@@ -125,7 +130,9 @@ impl Handler for Proxy {
                 "no-route",
                 "no route matches this host and path",
             );
-            return runtime.observe.finish(recording, response);
+            let (response, request_id) = runtime.observe.finish(recording, response);
+            fields.request_id = request_id;
+            return response;
         };
         let forward = Forward {
             upstream: runtime.upstreams[runtime.route_upstream[route]].clone(),
@@ -146,7 +153,9 @@ impl Handler for Proxy {
                 response
             }
         };
-        runtime.observe.finish(recording, response)
+        let (response, request_id) = runtime.observe.finish(recording, response);
+        fields.request_id = request_id;
+        response
     }
 }
 

@@ -7,12 +7,17 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use velox_proxy::body::{self, Body};
-use velox_proxy::handler::{ConnInfo, ConnSettings, Handler};
+use velox_proxy::handler::{ConnInfo, ConnSettings, Handler, ServerFields};
 
 struct PanicsOnPath;
 
 impl Handler for PanicsOnPath {
-    async fn handle(&self, req: Request<Body>, _conn: ConnInfo) -> Response<Body> {
+    async fn handle(
+        &self,
+        req: Request<Body>,
+        _conn: ConnInfo,
+        _fields: &mut ServerFields,
+    ) -> Response<Body> {
         if req.uri().path() == "/panic" {
             panic!("a bug in one request");
         }

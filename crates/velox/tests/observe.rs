@@ -494,8 +494,14 @@ async fn request_ids_reach_the_origin_and_the_client() {
         .expect("generated id")
         .to_owned();
     assert!(id.len() > 16 && id.contains('-'), "{id}");
+    assert_eq!(reply.headers.get_all("x-request-id").iter().count(), 1);
     let echoed = reply.json();
     assert_eq!(echoed["headers"]["x-request-id"][0], id.as_str());
+
+    // HTTP/2 sends it too (from the header map; HTTP/1.1 writes it into the head).
+    let h2 = h2c_get(&velox.url("/echo")).await;
+    let h2_id = h2.headers()["x-request-id"].to_str().unwrap();
+    assert!(h2_id.len() > 16 && h2_id != id, "{h2_id}");
 
     let second = get(&velox.url("/echo")).await;
     assert_ne!(second.header("x-request-id"), Some(id.as_str()), "unique");

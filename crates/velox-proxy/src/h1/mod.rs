@@ -12,7 +12,7 @@ use crate::buffers;
 use crate::clock;
 use crate::deadline;
 use crate::errors::error_response;
-use crate::handler::{ConnInfo, ConnSettings, Handler};
+use crate::handler::{ConnInfo, ConnSettings, Handler, ServerFields};
 use crate::in_place;
 use crate::interim;
 use crate::transport::{OnUpgrade, Rewind, Transport, Upgraded};
@@ -242,14 +242,23 @@ async fn serve_one<T: Transport, H: Handler>(
     let head_written = AtomicBool::new(false);
     if framing == Framing::None {
         // An HTTP/1.0 client must not be sent 1xx responses (RFC 9110 §15.2).
+        let mut fields = ServerFields::default();
         let response = if version == Version::HTTP_11 {
-            let handling = std::pin::pin!(handler.handle(request, conn));
+            let handling = std::pin::pin!(handler.handle(request, conn, &mut fields));
             interim::relaying(io, handling).await
         } else {
-            handler.handle(request, conn).await
+            handler.handle(request, conn, &mut fields).await
         };
-        return match write_response(io, response, &method, version, keep_alive, &head_written).await
-        {
+        let written = write_response(
+            io,
+            response,
+            fields,
+            &method,
+            version,
+            keep_alive,
+            &head_written,
+        );
+        return match written.await {
             Ok(Written::Complete { reusable: true }) => Next::KeepAlive,
             Ok(Written::Switched) => upgrade_slot.map_or(Next::Close, Next::Upgrade),
             _ => Next::Close,
@@ -329,10 +338,12 @@ async fn serve_with_body<T: Transport, H: Handler>(
     let outcome = {
         let pump = pump_body(&mut reader, buf, framing, sender, settings);
         let respond = async {
-            let response = handler.handle(request, conn).await;
+            let mut fields = ServerFields::default();
+            let response = handler.handle(request, conn, &mut fields).await;
             write_response(
                 &mut writer,
                 response,
+                fields,
                 &method,
                 version,
                 keep_alive,
@@ -359,6 +370,7 @@ async fn serve_with_body<T: Transport, H: Handler>(
             let _ = write_response(
                 &mut writer,
                 response,
+                ServerFields::default(),
                 &method,
                 version,
                 false,
@@ -378,6 +390,7 @@ async fn refuse<T: Transport>(io: &mut T, response: http::Response<Body>) -> Nex
     let _ = write_response(
         io,
         response,
+        ServerFields::default(),
         &Method::GET,
         Version::HTTP_11,
         false,

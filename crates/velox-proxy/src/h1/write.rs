@@ -1,6 +1,7 @@
 //! Writing a response: its framing decision (pure), head encoding (pure) and the body pump.
 
 use crate::body::Body;
+use crate::handler::ServerFields;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
 use http_body::Body as _;
@@ -9,6 +10,7 @@ use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use velox_observe::request_id::{self, GeneratedId};
 
 /// How the response body is delimited on the wire (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +44,13 @@ pub fn framing(
     }
 }
 
-/// Serialises a status line and header section into `out`.
+/// Serialises a status line and header section into `out`, with `request_id` as `X-Request-Id`
+/// (`headers` has none then: see `ServerFields`).
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    request_id: Option<GeneratedId>,
     framing: BodyFraming,
     client: Version,
     keep_alive: bool,
@@ -71,6 +75,11 @@ pub fn encode_head(
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(id) = request_id {
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(id.write(&mut [0; request_id::MAX_LEN]));
         out.extend_from_slice(b"\r\n");
     }
     if !has_date {
@@ -125,11 +134,12 @@ pub enum Written {
     Switched,
 }
 
-/// Writes `response` for a request with `method`. A body error aborts with `Err`,
+/// Writes `response` (with `fields`) to a request with `method`. A body error aborts with `Err`,
 /// so the client sees a truncated message and the connection closes, never a hang.
 pub async fn write_response<W: AsyncWrite + Unpin>(
     w: &mut W,
     response: http::Response<Body>,
+    fields: ServerFields,
     method: &Method,
     client: Version,
     keep_alive: bool,
@@ -143,6 +153,7 @@ pub async fn write_response<W: AsyncWrite + Unpin>(
         &mut head,
         parts.status,
         &parts.headers,
+        fields.request_id,
         framing,
         client,
         keep_alive,
@@ -228,7 +239,7 @@ mod tests {
         ka: bool,
     ) -> String {
         let mut out = Vec::new();
-        encode_head(&mut out, status, headers, framing, v, ka);
+        encode_head(&mut out, status, headers, None, framing, v, ka);
         String::from_utf8(out).unwrap()
     }
 
@@ -281,6 +292,33 @@ mod tests {
         assert!(text.contains("x-a: 1\r\n"));
         assert!(text.contains("date: "));
         assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_generated_request_id_is_written_into_the_head() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", "1".parse().unwrap());
+        let id = GeneratedId::from_counter(0x2a);
+        let mut out = Vec::new();
+        let framing = BodyFraming::Length(0);
+        encode_head(
+            &mut out,
+            StatusCode::OK,
+            &headers,
+            Some(id),
+            framing,
+            Version::HTTP_11,
+            true,
+        );
+        let text = String::from_utf8(out).unwrap();
+        let expected = format!("x-request-id: {}\r\n", id.header_value().to_str().unwrap());
+        assert!(text.contains(&expected), "{text}");
+        assert!(
+            text.contains("x-a: 1\r\n") && text.ends_with("\r\n\r\n"),
+            "{text}"
+        );
+        let without = head(StatusCode::OK, &headers, framing, Version::HTTP_11, true);
+        assert!(!without.contains("x-request-id"), "{without}");
     }
 
     #[test]

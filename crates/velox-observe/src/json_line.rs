@@ -57,20 +57,34 @@ impl<'a> Line<'a> {
         ]);
     }
 
-    /// `bytes` in quotes, as they are: for text known to need no escaping.
+    /// `bytes` in quotes, as they are: for text known to need no escaping. One bounds check for
+    /// the three pieces.
+    #[inline]
     pub fn quoted(&mut self, bytes: &[u8]) {
-        self.put(b"\"");
-        self.put(bytes);
-        self.put(b"\"");
+        let n = bytes.len();
+        let Some(to) = self.room.get_mut(self.len..self.len + n + 2) else {
+            panic!("a line outgrew its room");
+        };
+        to[0] = b'"';
+        copy_short(bytes, &mut to[1..=n]);
+        to[n + 1] = b'"';
+        self.len += n + 2;
     }
 
     /// A JSON string: plain text (the usual case) is copied as it is; anything else is escaped
     /// as serde_json does (bytes that are not UTF-8 become U+FFFD). Needs [`string_room`].
+    #[inline]
     pub fn string(&mut self, s: &[u8]) {
         if plain(s) {
             self.quoted(s);
-            return;
+        } else {
+            self.escaped(s);
         }
+    }
+
+    /// [`Line::string`] for text that needs escaping.
+    #[cold]
+    fn escaped(&mut self, s: &[u8]) {
         self.put(b"\"");
         for chunk in s.utf8_chunks() {
             for &b in chunk.valid().as_bytes() {
@@ -108,12 +122,28 @@ impl<'a> Line<'a> {
     pub fn ip(&mut self, ip: IpAddr) {
         match ip {
             IpAddr::V4(v4) => {
+                // Digits by hand, into one piece, rather than four number formattings and
+                // three pieces: with one bounds check for a quoted string, the writer's
+                // instructions per line went from 1,377 to 1,226.
+                let mut text = [0; 15];
+                let mut n = 0;
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        self.put(b".");
+                        text[n] = b'.';
+                        n += 1;
                     }
-                    self.number(octet);
+                    if octet >= 100 {
+                        text[n] = b'0' + octet / 100;
+                        n += 1;
+                    }
+                    if octet >= 10 {
+                        text[n] = b'0' + octet / 10 % 10;
+                        n += 1;
+                    }
+                    text[n] = b'0' + octet % 10;
+                    n += 1;
                 }
+                self.put(&text[..n]);
             }
             IpAddr::V6(v6) => {
                 use std::io::Write;
@@ -275,6 +305,15 @@ mod tests {
             "0 18446744073709551615 1.500 0.000 10.0.200.1 \
              ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ::ffff:1.2.3.4"
         );
+    }
+
+    #[test]
+    fn every_octet_of_an_ipv4_address_is_written_as_the_standard_library_does() {
+        for a in 0..=255u8 {
+            let ip = std::net::Ipv4Addr::new(a, 255 - a, a / 2, a % 10);
+            let text = written(IP_ROOM, |l| l.ip(ip.into()));
+            assert_eq!(text, ip.to_string());
+        }
     }
 
     #[test]

@@ -4,15 +4,17 @@
 
 pub struct TopK {
     capacity: usize,
-    /// Each slot's key hash, apart from the slots: the lookup every request makes scans only
-    /// these, eight to a cache line.
+    /// Each slot's key hash and count, apart from the slots: the lookup every request makes
+    /// scans only the hashes, eight to a cache line, and an unseen key looks for the smallest
+    /// count in the counts alone.
     hashes: Vec<u64>,
+    counts: Vec<u64>,
     slots: Vec<Slot>,
 }
 
 struct Slot {
-    key: Box<str>,
-    count: u64,
+    /// Reused by the next key that takes the slot over (no allocation then).
+    key: String,
     /// Overestimation bound: the count the slot had when this key took it over.
     error: u64,
 }
@@ -62,6 +64,7 @@ impl TopK {
         TopK {
             capacity,
             hashes: Vec::with_capacity(capacity),
+            counts: Vec::with_capacity(capacity),
             slots: Vec::with_capacity(capacity),
         }
     }
@@ -69,42 +72,36 @@ impl TopK {
     pub fn add(&mut self, key: &str) {
         let key = truncate(key);
         let h = hash(key);
-        let mut found = None;
-        for (i, &slot_hash) in self.hashes.iter().enumerate() {
-            if slot_hash == h && *self.slots[i].key == *key {
-                found = Some(i);
-                break;
-            }
-        }
+        let found = (self.hashes.iter().zip(&self.slots))
+            .position(|(&slot_hash, slot)| slot_hash == h && slot.key == key);
         if let Some(i) = found {
-            self.slots[i].count += 1;
+            self.counts[i] += 1;
             return;
         }
         if self.slots.len() < self.capacity {
             self.hashes.push(h);
+            self.counts.push(1);
             self.slots.push(Slot {
-                key: key.into(),
-                count: 1,
+                key: key.to_owned(),
                 error: 0,
             });
             return;
         }
-        let min = (0..self.slots.len()).min_by_key(|&i| self.slots[i].count);
-        if let Some(i) = min {
+        let min = (self.counts.iter().enumerate()).min_by_key(|&(_, &count)| count);
+        if let Some((i, &count)) = min {
             let slot = &mut self.slots[i];
             self.hashes[i] = h;
-            slot.key = key.into();
-            slot.error = slot.count;
-            slot.count += 1;
+            slot.key.clear();
+            slot.key.push_str(key);
+            slot.error = count;
+            self.counts[i] = count + 1;
         }
     }
 
     /// The `n` largest `(key, count, error)`, largest first.
     pub fn top(&self, n: usize) -> Vec<(String, u64, u64)> {
-        let mut v: Vec<_> = self
-            .slots
-            .iter()
-            .map(|s| (s.key.to_string(), s.count, s.error))
+        let mut v: Vec<_> = (self.slots.iter().zip(&self.counts))
+            .map(|(s, &count)| (s.key.clone(), count, s.error))
             .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v.truncate(n);

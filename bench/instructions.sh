@@ -8,15 +8,17 @@
 # An nginx origin (1 worker, on 127.0.0.1) serves /1k (`no-store`) and /cached/1k (`max-age=3600`).
 # Each case starts Velox under callgrind, warms it with 2,000 requests, zeroes the counters,
 # sends N requests (default 10,000) over 4 keep-alive connections from a Python client, dumps the
-# counters and divides all instructions of all Velox threads by N. Velox is pinned to CPU 0, as in
-# bench/run.sh, so it runs the same one-CPU runtime. Cases:
+# counters and divides all instructions of all Velox threads by N; the second column is the share
+# of the threads other than the one serving requests (with the access log on: its writer).
+# Velox is pinned to CPU 0, as in bench/run.sh, so it runs the same one-CPU runtime. Cases:
 #   hit-off       1 KiB memory hit, [observe] metrics and request ids off
 #   hit           1 KiB memory hit, defaults (metrics and request ids on)
 #   hit-log       1 KiB memory hit, defaults plus the JSON access log to a file
 #   uncached      1 KiB through a `mode = "bypass"` route, defaults (bench/run.sh scenario A)
 # Instruction counts include libc and the allocator; valgrind counts a `rep movsb` copy byte by
 # byte, so large copies weigh more than they cost. The kernel's share is not counted.
-# --keep DIR keeps each case's callgrind profile as DIR/CASE.callgrind, for callgrind_annotate.
+# --keep DIR keeps each case's callgrind profiles, one per thread, as DIR/CASE.callgrind-NN (01:
+# the thread serving requests), for callgrind_annotate.
 # Installs valgrind, nginx and curl with apt-get when they are missing. Loopback only; bounded.
 
 set -euo pipefail
@@ -34,7 +36,7 @@ while [[ $# -gt 0 ]]; do
         --requests) REQUESTS="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -84,13 +86,14 @@ wait_200 "$ORIGIN_PORT" /1k "$ORIGIN_PID"
 
 # measure NAME PATH [EXTRA_TOML]: prints instructions per request.
 measure() {
-    local name="$1" path="$2" extra="${3:-}" d="$TMP/$1" port pid total
+    local name="$1" path="$2" extra="${3:-}" d="$TMP/$1" port pid total serving f
     mkdir -p "$d/data"
     port=$(free_port)
     velox_config "$d/velox.toml" "$port" "$d/data" "$ORIGIN_PORT" "$extra"
     # Pinned to one CPU like bench/run.sh's servers, so Velox runs its one-CPU (current-thread)
     # runtime, as it does there.
-    RUST_LOG=warn taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
+    RUST_LOG=warn taskset -c 0 valgrind --tool=callgrind --separate-threads=yes \
+        --callgrind-out-file="$d/cg.out" \
         "$VELOX_BIN" serve --config "$d/velox.toml" >"$d/velox.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
@@ -101,9 +104,13 @@ measure() {
     callgrind_control -d "$pid" >/dev/null 2>&1
     kill "$pid"
     wait "$pid" 2>/dev/null || true
-    if [[ -n "$KEEP" ]]; then mkdir -p "$KEEP" && cp "$d/cg.out.1" "$KEEP/$name.callgrind"; fi
-    total=$(callgrind_annotate "$d/cg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
-    echo $((total / REQUESTS))
+    total=0
+    for f in "$d"/cg.out.1-*; do
+        total=$((total + $(awk '/^summary:/ {print $2; exit}' "$f")))
+        if [[ -n "$KEEP" ]]; then mkdir -p "$KEEP" && cp "$f" "$KEEP/$name.callgrind-${f##*-}"; fi
+    done
+    serving=$(awk '/^summary:/ {print $2; exit}' "$d/cg.out.1-01")
+    echo "$((total / REQUESTS)) $(((total - serving) / REQUESTS))"
 }
 
 log "velox: $VELOX_BIN ($("$VELOX_BIN" --version 2>&1 | head -1)); $REQUESTS requests per case"
@@ -113,11 +120,13 @@ RESULT[hit]=$(measure hit /cached/1k)
 RESULT[hit-log]=$(measure hit-log /cached/1k $'[access_log]\nenabled = true\npath = "'"$TMP"'/access.log"')
 RESULT[uncached]=$(measure uncached /1k)
 
-echo "| case | user-space instructions per request |"
-echo "|---|---:|"
+echo "| case | user-space instructions per request | of which other threads (the access-log writer) |"
+echo "|---|---:|---:|"
 for c in hit-off hit hit-log uncached; do
-    printf '| %s | %s |\n' "$c" "$(python3 -c "print(f'{${RESULT[$c]}:,}')")"
+    read -r all other <<<"${RESULT[$c]}"
+    printf '| %s | %s | %s |\n' "$c" "$(python3 -c "print(f'{$all:,}')")" "$(python3 -c "print(f'{$other:,}')")"
 done
+total() { cut -d' ' -f1 <<<"${RESULT[$1]}"; }
 printf '\nhit / hit-off: %s; hit-log / hit-off: %s\n' \
-    "$(python3 -c "print(f'{${RESULT[hit]}/${RESULT[hit-off]}:.3f}')")" \
-    "$(python3 -c "print(f'{${RESULT[hit-log]}/${RESULT[hit-off]}:.3f}')")"
+    "$(python3 -c "print(f'{$(total hit)/$(total hit-off):.3f}')")" \
+    "$(python3 -c "print(f'{$(total hit-log)/$(total hit-off):.3f}')")"

@@ -27,7 +27,7 @@ use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{timeout, timeout_at, Instant};
-use write::{write_response, Written};
+use write::{write_response, Exchange, Written};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Read granularity for request heads; grows up to the configured maximum.
@@ -239,8 +239,9 @@ async fn serve_one<T: Transport, H: Handler>(
     *request.version_mut() = head.version;
     *request.headers_mut() = head.headers;
 
-    let head_written = AtomicBool::new(false);
     if framing == Framing::None {
+        let head_written = AtomicBool::new(false);
+        let exchange = Exchange::new(&method, version, keep_alive, &head_written);
         // An HTTP/1.0 client must not be sent 1xx responses (RFC 9110 §15.2).
         let mut fields = ServerFields::default();
         let response = if version == Version::HTTP_11 {
@@ -249,16 +250,7 @@ async fn serve_one<T: Transport, H: Handler>(
         } else {
             handler.handle(request, conn, &mut fields).await
         };
-        let written = write_response(
-            io,
-            response,
-            fields,
-            &method,
-            version,
-            keep_alive,
-            &head_written,
-        );
-        return match written.await {
+        return match write_response(io, response, fields, &exchange).await {
             Ok(Written::Complete { reusable: true }) => Next::KeepAlive,
             Ok(Written::Switched) => upgrade_slot.map_or(Next::Close, Next::Upgrade),
             _ => Next::Close,
@@ -324,6 +316,7 @@ async fn serve_with_body<T: Transport, H: Handler>(
     let method = request.method().clone();
     let version = request.version();
     let head_written = AtomicBool::new(false);
+    let exchange = Exchange::new(&method, version, keep_alive, &head_written);
     if expect_continue
         && io
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -340,16 +333,7 @@ async fn serve_with_body<T: Transport, H: Handler>(
         let respond = async {
             let mut fields = ServerFields::default();
             let response = handler.handle(request, conn, &mut fields).await;
-            write_response(
-                &mut writer,
-                response,
-                fields,
-                &method,
-                version,
-                keep_alive,
-                &head_written,
-            )
-            .await
+            write_response(&mut writer, response, fields, &exchange).await
         };
         tokio::pin!(pump, respond);
         let mut pumped = None;
@@ -367,16 +351,11 @@ async fn serve_with_body<T: Transport, H: Handler>(
         Err(e) => {
             let status = e.status().unwrap_or(StatusCode::BAD_REQUEST);
             let response = error_response(status, e.code(), &e.to_string());
-            let _ = write_response(
-                &mut writer,
-                response,
-                ServerFields::default(),
-                &method,
-                version,
-                false,
-                &head_written,
-            )
-            .await;
+            let closing = Exchange {
+                keep_alive: false,
+                ..exchange
+            };
+            let _ = write_response(&mut writer, response, ServerFields::default(), &closing).await;
             Next::Close
         }
         Ok((Ok(Written::Complete { reusable: true }), Some(Ok(())))) => Next::KeepAlive,
@@ -387,16 +366,9 @@ async fn serve_with_body<T: Transport, H: Handler>(
 /// Answers a request that never reached the handler, then closes: after a bad head
 /// the byte stream can no longer be trusted to delimit the next request.
 async fn refuse<T: Transport>(io: &mut T, response: http::Response<Body>) -> Next {
-    let _ = write_response(
-        io,
-        response,
-        ServerFields::default(),
-        &Method::GET,
-        Version::HTTP_11,
-        false,
-        &AtomicBool::new(false),
-    )
-    .await;
+    let head_written = AtomicBool::new(false);
+    let refusal = Exchange::new(&Method::GET, Version::HTTP_11, false, &head_written);
+    let _ = write_response(io, response, ServerFields::default(), &refusal).await;
     Next::Close
 }
 

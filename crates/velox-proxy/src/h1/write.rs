@@ -134,17 +134,47 @@ pub enum Written {
     Switched,
 }
 
-/// Writes `response` (with `fields`) to a request with `method`. A body error aborts with `Err`,
-/// so the client sees a truncated message and the connection closes, never a hang.
+/// The request a response answers, as writing it needs to know.
+#[derive(Clone, Copy)]
+pub struct Exchange<'a> {
+    pub method: &'a Method,
+    /// The client's HTTP version.
+    pub client: Version,
+    pub keep_alive: bool,
+    /// Set once any of the response has been written.
+    pub head_written: &'a std::sync::atomic::AtomicBool,
+}
+
+impl<'a> Exchange<'a> {
+    pub fn new(
+        method: &'a Method,
+        client: Version,
+        keep_alive: bool,
+        head_written: &'a std::sync::atomic::AtomicBool,
+    ) -> Self {
+        Exchange {
+            method,
+            client,
+            keep_alive,
+            head_written,
+        }
+    }
+}
+
+/// Writes `response` (with `fields`) in `exchange`. A body error aborts with `Err`, so the
+/// client sees a truncated message and the connection closes, never a hang.
 pub async fn write_response<W: AsyncWrite + Unpin>(
     w: &mut W,
     response: http::Response<Body>,
     fields: ServerFields,
-    method: &Method,
-    client: Version,
-    keep_alive: bool,
-    head_written: &std::sync::atomic::AtomicBool,
+    exchange: &Exchange<'_>,
 ) -> io::Result<Written> {
+    let Exchange {
+        method,
+        client,
+        keep_alive,
+        head_written,
+    } = *exchange;
     let (parts, mut body) = response.into_parts();
     let exact = body.size_hint().exact();
     let framing = framing(method, parts.status, exact, client);

@@ -194,8 +194,9 @@ pub(crate) fn headers_hop() -> Response<Body> {
     r
 }
 
-/// `/cache/{anything}`: `public, max-age=60`, an ETag, and a body naming the path.
-pub(crate) fn cache(path: &str) -> Response<Body> {
+/// `/cache/{anything}`: `public, max-age=60`, an ETag, and a body naming the path. Echoes the
+/// request's `X-Request-Id`, as many origins do.
+pub(crate) fn cache(path: &str, request: &http::HeaderMap) -> Response<Body> {
     let mut r = resp::text(StatusCode::OK, format!("cache fixture {path}\n"));
     resp::set(
         &mut r,
@@ -203,6 +204,9 @@ pub(crate) fn cache(path: &str) -> Response<Body> {
         HeaderValue::from_static("public, max-age=60"),
     );
     resp::set(&mut r, ETAG, resp::hv(resp::etag_of(path.as_bytes())));
+    if let Some(id) = request.get("x-request-id") {
+        resp::set(&mut r, HeaderName::from_static("x-request-id"), id.clone());
+    }
     r
 }
 

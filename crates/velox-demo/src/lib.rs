@@ -305,7 +305,7 @@ async fn route(req: Request<Incoming>, ctx: Ctx) -> Response<Body> {
         Route::Slow => fixtures::slow(uri).await,
         Route::Truncated => fixtures::truncated(),
         Route::HeadersHop => fixtures::headers_hop(),
-        Route::Cache => fixtures::cache(uri.path()),
+        Route::Cache => fixtures::cache(uri.path(), req.headers()),
         Route::NotFound => resp::not_found(),
     }
 }

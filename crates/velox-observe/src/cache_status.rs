@@ -49,6 +49,14 @@ pub struct ParsedStatus {
     pub fwd_status: Option<u16>,
 }
 
+impl ParsedStatus {
+    /// A stored response served as it is: a hit, fresh or stale, that did not go forward (not
+    /// what the origin sent for this request, or for one it was collapsed onto).
+    pub fn served_from_store(&self) -> bool {
+        !self.forwarded && matches!(self.outcome, CacheOutcome::Hit | CacheOutcome::Stale)
+    }
+}
+
 impl Default for ParsedStatus {
     /// No `velox` member: bypass, not forwarded.
     fn default() -> Self {

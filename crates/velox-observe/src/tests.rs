@@ -42,11 +42,11 @@ async fn run(scope: &Scope, path: &str, cache_status: &str, body: &'static str) 
     let rec = scope.begin(
         Some(0),
         &req,
-        req.headers().get(http::header::HOST),
+        fields_of(&req),
         "127.0.0.1".parse().unwrap(),
         Instant::now(),
     );
-    let (resp, generated) = scope.finish(rec, response(cache_status, body));
+    let (resp, generated) = scope.finish(&mut { rec }, response(cache_status, body));
     let (mut parts, body) = resp.into_parts();
     // As a protocol server sends it.
     let id = generated.expect("an id is generated").header_value();
@@ -110,9 +110,16 @@ fn end_to_end() {
 
 /// A recording of `req` on route 0, from 127.0.0.1.
 fn begin<'a>(scope: &'a Scope, req: &Request<()>) -> Recording<'a> {
-    let host = req.headers().get(http::header::HOST);
     let ip = "127.0.0.1".parse().unwrap();
-    (scope.begin(Some(0), req, host, ip, Instant::now())).expect("recorded")
+    (scope.begin(Some(0), req, fields_of(req), ip, Instant::now())).expect("recorded")
+}
+
+/// The fields `begin` reads, looked up in `req`.
+fn fields_of<B>(req: &Request<B>) -> RequestFields<'_> {
+    RequestFields {
+        host: req.headers().get(http::header::HOST),
+        request_id: req.headers().get(&X_REQUEST_ID),
+    }
 }
 
 #[test]
@@ -128,7 +135,7 @@ fn a_generated_request_id_is_for_the_origin_and_the_response() {
     // the response had already (an origin echoing the one it was sent) is taken off.
     let mut echoed = response("velox; fwd=uri-miss", "");
     (echoed.headers_mut()).insert(&X_REQUEST_ID, HeaderValue::from_static("echoed"));
-    let (answered, generated) = scope.finish(Some(rec), echoed);
+    let (answered, generated) = scope.finish(&mut Some(rec), echoed);
     assert_eq!(generated, Some(id));
     assert!(!answered.headers().contains_key(&X_REQUEST_ID));
 
@@ -136,7 +143,7 @@ fn a_generated_request_id_is_for_the_origin_and_the_response() {
         .insert(&X_REQUEST_ID, HeaderValue::from_static("client-42"));
     let rec = begin(&scope, &req);
     assert_eq!(rec.generated_id(), None);
-    let (answered, generated) = scope.finish(Some(rec), response("velox; hit", ""));
+    let (answered, generated) = scope.finish(&mut Some(rec), response("velox; hit", ""));
     assert_eq!(answered.headers()[&X_REQUEST_ID], "client-42");
     assert_eq!(generated, None);
 
@@ -158,7 +165,7 @@ fn everything_off_costs_nothing() {
         .begin(
             Some(0),
             &req,
-            req.headers().get(http::header::HOST),
+            fields_of(&req),
             "127.0.0.1".parse().unwrap(),
             Instant::now()
         )

@@ -16,6 +16,9 @@ pub struct ConnInfo {
     /// When the request's head began to arrive (set per request by the protocol server; the
     /// accept time until then): the start of its duration, read once for the whole path.
     pub received: Instant,
+    /// The request may carry an `X-Request-Id` field: false only when the protocol server saw
+    /// none while parsing the head (HTTP/1.1), which spares the request a hashed lookup.
+    pub may_carry_request_id: bool,
 }
 
 /// Answers requests. Implemented by the proxy; protocol servers are generic over it.

@@ -112,6 +112,7 @@ pub async fn accept_loop(
             local,
             tls: tls.is_some(),
             received: std::time::Instant::now(),
+            may_carry_request_id: true,
         };
         let held = (permit, shared.conns.enter(), gauge.enter());
         let settings = limits.settings.clone();

@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use std::sync::Arc;
 use velox_config::Config;
 use velox_observe::request_id::{GeneratedId, X_REQUEST_ID};
+use velox_observe::RequestFields;
 
 /// Everything a request needs that a reload replaces at once.
 pub struct Runtime {
@@ -122,15 +123,21 @@ impl Handler for Proxy {
         let host_field = req.headers().get(HOST);
         let route = (runtime.config).match_route(host_of(req.uri(), host_field), req.uri().path());
         // Request id, sampling; finished with the response head.
-        let recording =
-            (runtime.observe).begin(route, &req, host_field, conn.peer.ip(), conn.received);
+        let fields_read = RequestFields {
+            host: host_field,
+            request_id: (conn.may_carry_request_id)
+                .then(|| req.headers().get(&X_REQUEST_ID))
+                .flatten(),
+        };
+        let mut recording =
+            (runtime.observe).begin(route, &req, fields_read, conn.peer.ip(), conn.received);
         let Some(route) = route else {
             let response = error_response(
                 StatusCode::NOT_FOUND,
                 "no-route",
                 "no route matches this host and path",
             );
-            let (response, request_id) = runtime.observe.finish(recording, response);
+            let (response, request_id) = runtime.observe.finish(&mut recording, response);
             fields.request_id = request_id;
             return response;
         };
@@ -153,7 +160,7 @@ impl Handler for Proxy {
                 response
             }
         };
-        let (response, request_id) = runtime.observe.finish(recording, response);
+        let (response, request_id) = runtime.observe.finish(&mut recording, response);
         fields.request_id = request_id;
         response
     }

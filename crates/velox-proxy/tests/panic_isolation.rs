@@ -46,6 +46,7 @@ async fn start() -> std::net::SocketAddr {
                 local: addr,
                 tls: false,
                 received: std::time::Instant::now(),
+                may_carry_request_id: true,
             };
             let serve = velox_proxy::h1::serve(
                 stream,

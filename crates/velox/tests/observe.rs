@@ -517,6 +517,51 @@ async fn request_ids_reach_the_origin_and_the_client() {
     assert_eq!(own.json()["headers"]["x-request-id"][0], "abc-123");
 }
 
+/// An origin that echoes the request id on a cacheable response: the response stored keeps no
+/// id, so every client sees exactly its own, on the miss and on the hits after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echoed_request_id_is_neither_doubled_nor_served_from_the_cache() {
+    let origin = start_origin().await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let velox = Velox::start(&config(addr, admin, origin.addr, ""), addr, admin).await;
+    let ids = |r: &Reply| -> Vec<String> {
+        (r.headers.get_all("x-request-id").iter())
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // The client's own id goes to the origin, which echoes it; the response is stored.
+    let url = velox.url("/cache/echoed-id");
+    let own = request("GET", &url, &[("x-request-id", "client-7")], b"").await;
+    let stored = |r: &Reply| {
+        let status = r.header("cache-status").unwrap_or_default();
+        status.starts_with("velox; fwd=uri-miss") && status.ends_with("; stored")
+    };
+    assert!(stored(&own), "{:?}", own.header("cache-status"));
+    assert_eq!(ids(&own), ["client-7"]);
+    // Hits: one id each, generated, never the stored echo.
+    let (first, second) = (get(&url).await, get(&url).await);
+    for hit in [&first, &second] {
+        assert!(hit
+            .header("cache-status")
+            .unwrap()
+            .starts_with("velox; hit"));
+        let got = ids(hit);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_ne!(got[0], "client-7");
+    }
+    assert_ne!(ids(&first), ids(&second));
+    // Over HTTP/2 as well.
+    let h2 = h2c_get(&url).await;
+    assert_eq!(h2.headers().get_all("x-request-id").iter().count(), 1);
+    assert_ne!(h2.headers()["x-request-id"], "client-7");
+
+    // A generated id the origin echoes on a miss is sent once.
+    let miss = get(&velox.url("/cache/echoed-generated")).await;
+    assert!(stored(&miss), "{:?}", miss.header("cache-status"));
+    assert_eq!(ids(&miss).len(), 1);
+}
+
 /// A Velox (with its origin) writing the JSON access log to a file in a fresh directory; the
 /// directory and the origin live as long as this.
 struct Logged {

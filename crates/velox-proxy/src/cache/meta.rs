@@ -12,7 +12,16 @@ const KIND_VARIANTS: u8 = 1;
 /// Fields a hit adds to a stored response's header map.
 pub const SERVED_FIELDS: usize = 6;
 
-/// A stored response head with the facts its freshness is judged by.
+/// Takes off the fields a stored response must not keep: `X-Request-Id`, which names the
+/// exchange that filled the cache, not any it serves. Each client gets its own id (or the
+/// origin's, with request ids off, on the responses that pass through); and with none stored,
+/// a hit needs no lookup to take an echoed one off (`velox_observe::Scope::finish`).
+pub fn drop_exchange_fields(headers: &mut HeaderMap) {
+    headers.remove(&velox_observe::X_REQUEST_ID);
+}
+
+/// A stored response head with the facts its freshness is judged by. Its headers went through
+/// [`drop_exchange_fields`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredResponse {
     pub status: StatusCode,
@@ -145,6 +154,8 @@ impl Meta {
                     let value = HeaderValue::from_maybe_shared(take(&mut bytes, len)?).ok()?;
                     headers.append(name, value);
                 }
+                // Stored by an older build, which kept them.
+                drop_exchange_fields(&mut headers);
                 // Kept as a clone: it has the index table's room but holds only the entries
                 // it has (the map built above reserved entries too, 6 x 88 bytes per object).
                 let headers = headers.clone();

@@ -806,9 +806,11 @@ impl Cache {
         for field in &decision.strip_fields {
             response.headers_mut().remove(field.as_str());
         }
+        let mut stored_headers = response.headers().clone();
+        meta::drop_exchange_fields(&mut stored_headers);
         let stored = StoredResponse {
             status: response.status(),
-            headers: response.headers().clone(),
+            headers: stored_headers,
             corrected_initial_age: AgeInputs::from_headers(
                 response.headers(),
                 request_time,
@@ -1038,6 +1040,7 @@ impl Cache {
         self.strip_targeted(&mut headers);
         let tags = self.tags_of(&headers);
         self.strip_tags(&mut headers);
+        meta::drop_exchange_fields(&mut headers);
         let mut meta = (*entry.meta).clone();
         if !tags.is_empty() {
             meta.tags = tags;

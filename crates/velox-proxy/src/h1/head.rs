@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 use std::mem::MaybeUninit;
+use velox_observe::X_REQUEST_ID;
 
 /// Fields the request path adds to a request (request id, X-Forwarded-For/Proto/Host, Via).
 const FIELDS_ADDED_DOWNSTREAM: usize = 6;
@@ -25,6 +26,8 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// `Connection: upgrade` with an `Upgrade` field: a candidate for tunnelling.
     pub upgrade: bool,
+    /// An `X-Request-Id` field came (noted while parsing: looked up only then).
+    pub request_id_field: bool,
 }
 
 /// How the request body is delimited (RFC 9112 §6.3).
@@ -113,6 +116,7 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>
                     .name(i, field.name.as_bytes())
                     .map_err(|_| HeadError::Malformed("invalid header field name"))?;
                 seen.note(&name);
+                seen.note_raw(field.name);
                 spans.push((name, span(field.value)));
             }
             Ok(())
@@ -164,6 +168,7 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>
         keep_alive,
         expect_continue,
         upgrade,
+        request_id_field: seen.request_id,
     }))
 }
 
@@ -174,6 +179,7 @@ struct Seen {
     framing: bool,
     connection: bool,
     expect: bool,
+    request_id: bool,
 }
 
 impl Seen {
@@ -181,6 +187,11 @@ impl Seen {
         self.framing |= name == CONTENT_LENGTH || name == TRANSFER_ENCODING;
         self.connection |= name == CONNECTION;
         self.expect |= name == EXPECT;
+    }
+
+    /// Looks at the raw name: its length rules out almost every field in one comparison.
+    fn note_raw(&mut self, raw: &str) {
+        self.request_id |= raw.len() == 12 && raw.eq_ignore_ascii_case(X_REQUEST_ID.as_str());
     }
 }
 
@@ -477,6 +488,21 @@ mod tests {
             ok("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
         assert!(head.expect_continue);
         assert_eq!(head.framing, Framing::Length(3));
+    }
+
+    #[test]
+    fn a_request_id_field_is_noted_in_any_spelling() {
+        for (fields, noted) in [
+            ("", false),
+            ("X-Request-ID: a\r\n", true),
+            ("x-request-id: a\r\n", true),
+            ("Accept: */*\r\nX-REQUEST-ID: a\r\n", true),
+            ("X-Request-Ix: a\r\nContent-Type: text/plain\r\n", false),
+        ] {
+            let head = ok(&format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n"));
+            assert_eq!(head.request_id_field, noted, "{fields:?}");
+            assert_eq!(head.headers.contains_key("x-request-id"), noted);
+        }
     }
 
     #[test]

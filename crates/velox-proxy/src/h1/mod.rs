@@ -191,15 +191,12 @@ async fn serve_one<T: Transport, H: Handler>(
     buf: &mut BytesMut,
     first: bool,
     handler: &H,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
     settings: &ConnSettings,
     draining: bool,
 ) -> Next {
     // The request's one clock reading: its header deadline and the start of its duration.
-    let conn = ConnInfo {
-        received: std::time::Instant::now(),
-        ..conn
-    };
+    conn.received = std::time::Instant::now();
     // Refusals are boxed: they are rare, and inline each would add a response writer's state
     // to every request's future.
     let head = match read_head(io, buf, first, settings, Instant::from_std(conn.received)).await {
@@ -238,6 +235,7 @@ async fn serve_one<T: Transport, H: Handler>(
     *request.uri_mut() = head.uri;
     *request.version_mut() = head.version;
     *request.headers_mut() = head.headers;
+    conn.may_carry_request_id = head.request_id_field;
 
     if framing == Framing::None {
         let head_written = AtomicBool::new(false);

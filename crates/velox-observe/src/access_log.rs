@@ -118,7 +118,12 @@ impl LogEvent<'_> {
         line.put(b",\"request_id\":");
         match self.request_id {
             // Hex digits and a dash: nothing to escape.
-            LoggedId::Generated(id) => line.quoted(id.write(&mut [0; request_id::MAX_LEN])),
+            LoggedId::Generated(id) => line.write_with(request_id::MAX_LEN + 2, |to| {
+                to[0] = b'"';
+                let len = id.write(&mut to[1..]);
+                to[len + 1] = b'"';
+                len + 2
+            }),
             LoggedId::Client(id) => opt_header(line, Some(id)),
             LoggedId::None => line.put(b"null"),
         }
@@ -152,7 +157,13 @@ impl LogEvent<'_> {
             | flag(self.cache_status.is_some(), HAS_CACHE_STATUS)
             | flag(self.upstream.is_some(), HAS_UPSTREAM);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let mut head = [0; HEAD];
+        // Filled in place: made on the stack and copied, it would be read back wider than it
+        // was stored, which stalls the CPU (see `json_line`).
+        let start = out.len();
+        out.resize(start + HEAD, 0);
+        let Some(head) = out[start..].first_chunk_mut::<HEAD>() else {
+            return;
+        };
         head[0..8].copy_from_slice(&self.unix_nanos.to_ne_bytes());
         head[8..16].copy_from_slice(&nanos(self.duration).to_ne_bytes());
         head[16..24].copy_from_slice(&nanos(self.upstream.unwrap_or_default()).to_ne_bytes());
@@ -165,7 +176,6 @@ impl LogEvent<'_> {
         for (i, text) in texts.iter().enumerate() {
             head[60 + 4 * i..64 + 4 * i].copy_from_slice(&(text.len() as u32).to_ne_bytes());
         }
-        out.extend_from_slice(&head);
         for text in texts {
             out.extend_from_slice(text);
         }
@@ -239,6 +249,8 @@ fn format_records(
 ) -> std::io::Result<usize> {
     let mut length = 0;
     while let Some((event, rest)) = LogEvent::decode(records) {
+        // The batch was written up to a round ago and is out of the nearest caches by now.
+        prefetch(rest.as_ptr().wrapping_add(READ_AHEAD), 128);
         let mut line = Line::new(out.room(event.room())?);
         event.write_json(&mut line, clock);
         let len = line.len();
@@ -265,14 +277,7 @@ impl SecondClock {
             self.text = full[..19].to_owned();
         }
         line.put(self.text.as_bytes());
-        let ms = (unix_nanos / 1_000_000 % 1000) as u16;
-        line.put(&[
-            b'.',
-            b'0' + (ms / 100) as u8,
-            b'0' + (ms / 10 % 10) as u8,
-            b'0' + (ms % 10) as u8,
-            b'Z',
-        ]);
+        line.millis_z((unix_nanos / 1_000_000 % 1000) as u16);
     }
 }
 
@@ -438,22 +443,32 @@ impl AccessLog {
 /// prefetched this far.
 const RECORD_HINT: usize = 256;
 
+/// How far ahead of the record it formats the writer has the next ones fetched (a few records).
+const READ_AHEAD: usize = 1024;
+
 /// Asks the CPU to fetch the memory the next record will go to, so that it is in cache when
 /// that record is written (a request later) instead of each record waiting for its cache lines:
 /// the batch moves through hundreds of kilobytes between two writes, memory no recent request
 /// has touched.
 #[inline]
 fn prefetch_next_record(batch: &[u8]) {
+    prefetch(batch.as_ptr_range().end, RECORD_HINT);
+}
+
+/// Asks the CPU to fetch the `len` bytes at `at` into its cache.
+#[inline]
+fn prefetch(at: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let next = batch.as_ptr_range().end;
-        for offset in (0..RECORD_HINT).step_by(64) {
+        for offset in (0..len).step_by(64) {
             // SAFETY: a prefetch only hints the cache; it neither reads nor writes memory
             // as far as the program is concerned, and never faults, even past the buffer.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(offset).cast()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(offset).cast()) };
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (at, len);
 }
 
 impl Drop for AccessLog {

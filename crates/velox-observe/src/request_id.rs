@@ -93,23 +93,27 @@ impl GeneratedId {
         GeneratedId(counter)
     }
 
-    /// Writes the id into `buf`; returns the part used.
-    pub fn write(self, buf: &mut [u8; MAX_LEN]) -> &[u8] {
-        buf[..17].copy_from_slice(prefix());
+    /// Writes the id at the start of `to` (at least [`MAX_LEN`] bytes, else this panics);
+    /// returns its length. Written in place, where it is sent or logged from: made on the stack
+    /// and copied, its digits (stored a byte at a time, read back sixteen at a time) stall the
+    /// CPU (see `json_line`).
+    pub fn write(self, to: &mut [u8]) -> usize {
+        to[..17].copy_from_slice(prefix());
         let digits = (64 - (self.0 | 1).leading_zeros()).div_ceil(4) as usize;
         let mut n = self.0;
-        for digit in buf[17..17 + digits].iter_mut().rev() {
+        for digit in to[17..17 + digits].iter_mut().rev() {
             *digit = HEX[(n & 0xf) as usize];
             n >>= 4;
         }
-        &buf[..17 + digits]
+        17 + digits
     }
 
     pub fn header_value(self) -> HeaderValue {
-        let mut buf = [0; MAX_LEN];
-        let text = bytes::Bytes::copy_from_slice(self.write(&mut buf));
+        let mut text = bytes::BytesMut::zeroed(MAX_LEN);
+        let len = self.write(&mut text);
+        text.truncate(len);
         // SAFETY: hex digits and a dash, all valid in a field value (debug builds check).
-        unsafe { HeaderValue::from_maybe_shared_unchecked(text) }
+        unsafe { HeaderValue::from_maybe_shared_unchecked(text.freeze()) }
     }
 }
 
@@ -158,6 +162,9 @@ mod tests {
             assert!(matches!(RequestId::of(Some(&bad)), RequestId::Generated(_)));
         }
         let long = HeaderValue::from_str(&"x".repeat(129)).unwrap();
-        assert!(matches!(RequestId::of(Some(&long)), RequestId::Generated(_)));
+        assert!(matches!(
+            RequestId::of(Some(&long)),
+            RequestId::Generated(_)
+        ));
     }
 }

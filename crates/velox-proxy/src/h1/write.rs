@@ -79,7 +79,10 @@ pub fn encode_head(
     }
     if let Some(id) = request_id {
         out.extend_from_slice(b"x-request-id: ");
-        out.extend_from_slice(id.write(&mut [0; request_id::MAX_LEN]));
+        let start = out.len();
+        out.resize(start + request_id::MAX_LEN, 0);
+        let len = id.write(&mut out[start..]);
+        out.truncate(start + len);
         out.extend_from_slice(b"\r\n");
     }
     if !has_date {
